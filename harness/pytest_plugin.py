@@ -1,0 +1,222 @@
+"""The jobchaos pytest plugin: options, the stack fixtures, cleanup, and report sections.
+
+Loaded through the ``pytest11`` entry point. It imports almost nothing at import time, so
+``pytest --help`` works anywhere; servers start only when a test asks for them.
+
+Fixture tiers (as in pytest-postgresql): ``jobchaos_stack`` is the session's stack (one per
+pytest process or pytest-xdist worker; embedded servers or, in external mode, servers someone
+else runs); ``redis_url``, ``database_url``, ``smtp_sink`` and ``jobchaos_namespace`` give each
+test fresh state on it; ``jobchaos_stack_factory`` starts extra stacks a test owns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import itertools
+import os
+import re
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from harness.config import SETTINGS, Config, ConfigError, resolve
+
+if TYPE_CHECKING:
+    from harness.services.smtp import SinkMessage
+    from harness.services.stack import Stack
+
+CONFIG_KEY = pytest.StashKey[Config]()
+STACK_KEY = pytest.StashKey["Stack"]()
+PLUGINS = ("harness.faults.fixtures",)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("jobchaos", "jobchaos: chaos testing of job workers")
+    for s in SETTINGS:
+        default = f" (default: {s.default})" if s.default else ""
+        group.addoption(s.option, dest=f"jobchaos_{s.name}", default=None,
+                        help=f"{s.help}{default}. Env {s.env}, ini {s.ini}.")
+        parser.addini(s.ini, help=s.help, default=None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        cfg = resolve(lambda name: config.getoption(f"jobchaos_{name}"), config.getini,
+                      os.environ, rootdir=config.rootpath)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[CONFIG_KEY] = cfg
+    for plugin in PLUGINS:
+        if importlib.util.find_spec(plugin) is not None:  # TODO(lead): drop once faults exist
+            config.pluginmanager.import_plugin(plugin)
+    _raise_on_sigterm()
+
+
+def _raise_on_sigterm() -> None:
+    """SIGTERM ends pytest like Ctrl-C does, so fixtures tear down and servers stop."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        def interrupt(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        with contextlib.suppress(ValueError):  # not in the main thread
+            signal.signal(signal.SIGTERM, interrupt)
+
+
+def worker_id(config: pytest.Config) -> str:
+    """``gw0``... under pytest-xdist, ``main`` otherwise."""
+    return str(getattr(config, "workerinput", {}).get("workerid", "main"))
+
+
+def _sanitize(nodeid: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:150]
+
+
+def _fail_clearly(exc: Exception) -> None:
+    """Show a harness error as its message alone, not as a traceback wall."""
+    pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def jobchaos_config(pytestconfig: pytest.Config) -> Config:
+    """The harness settings, resolved once (command line, env, ini, default)."""
+    return pytestconfig.stash[CONFIG_KEY]
+
+
+@pytest.fixture(scope="session")
+def jobchaos_stack(pytestconfig: pytest.Config, jobchaos_config: Config) -> Iterator[Stack]:
+    """Redis, PostgreSQL and the SMTP sink for this pytest process, stopped at the end."""
+    from harness import procs
+    from harness.errors import JobchaosError
+    from harness.services.stack import Stack
+
+    procs.sweep_orphans()
+    wid = worker_id(pytestconfig)
+    stack = Stack(jobchaos_config, jobchaos_config.artifacts_dir / wid / "stack", name=wid)
+    try:
+        stack.start()
+    except JobchaosError as exc:
+        _fail_clearly(exc)
+    pytestconfig.stash[STACK_KEY] = stack
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def jobchaos_stack_factory(
+    jobchaos_config: Config, jobchaos_artifacts: Path
+) -> Iterator[Callable[..., Stack]]:
+    """Start extra stacks this test owns (stopped when it ends): ``factory(name="b")``."""
+    from harness.errors import JobchaosError
+    from harness.services.stack import Stack
+
+    started: list[Stack] = []
+
+    def factory(name: str = "extra", **overrides: Any) -> Stack:
+        import dataclasses
+
+        cfg = dataclasses.replace(jobchaos_config, **overrides) if overrides else jobchaos_config
+        stack = Stack(cfg, jobchaos_artifacts / f"stack-{name}", name=f"{name}{len(started)}")
+        try:
+            stack.start()
+        except JobchaosError as exc:
+            _fail_clearly(exc)
+        started.append(stack)
+        return stack
+
+    try:
+        yield factory
+    finally:
+        for stack in reversed(started):
+            stack.stop()
+
+
+@pytest.fixture
+def jobchaos_artifacts(request: pytest.FixtureRequest, jobchaos_config: Config) -> Path:
+    """A directory for this test's logs, history and report."""
+    path = (jobchaos_config.artifacts_dir / worker_id(request.config)
+            / _sanitize(request.node.nodeid))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def jobchaos_namespace(request: pytest.FixtureRequest) -> str:
+    """A key/queue prefix unique to this test (isolation on a shared, external Redis)."""
+    return f"jc:{worker_id(request.config)}:{os.getpid()}:{next(_namespace_counter)}"
+
+
+_namespace_counter = itertools.count(1)
+
+
+@pytest.fixture
+def redis_url(jobchaos_stack: Stack) -> str:
+    """A Redis URL for this test: its own flushed logical database on the embedded server."""
+    return jobchaos_stack.fresh_redis_url()
+
+
+@pytest.fixture
+def database_url(jobchaos_stack: Stack) -> Iterator[str]:
+    """A PostgreSQL database of this test's own, cloned from the template; dropped after."""
+    name, url = jobchaos_stack.fresh_database()
+    try:
+        yield url
+    finally:
+        with contextlib.suppress(Exception):
+            jobchaos_stack.drop_database(name)
+
+
+class SinkView:
+    """The SMTP sink as one test sees it: only messages received since the test began."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.host = stack.smtp.host
+        self.port = stack.smtp.port
+        self._stack = stack
+        self._since = len(stack.messages())
+
+    def messages(self) -> list[SinkMessage]:
+        return self._stack.messages(self._since)
+
+    def wait_for(self, predicate: Callable[[list[SinkMessage]], bool],
+                 timeout: float) -> list[SinkMessage]:
+        from harness.services.smtp import SmtpSink
+
+        assert isinstance(self._stack.smtp, SmtpSink)
+        return self._stack.smtp.log.wait_for(predicate, timeout, since=self._since)
+
+
+@pytest.fixture
+def smtp_sink(jobchaos_stack: Stack) -> SinkView:
+    """The embedded SMTP sink, showing this test's messages."""
+    try:
+        return SinkView(jobchaos_stack)
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On a failure in a test that used the stack, attach the tail of each server's log."""
+    outcome = yield
+    report = outcome.get_result()
+    stack = item.config.stash.get(STACK_KEY, None)
+    if report.failed and stack is not None and "jobchaos_stack" in getattr(item, "fixturenames", ()):
+        from harness.services.base import log_tail
+
+        for service in stack.services:
+            log_path = getattr(service, "log_path", None)
+            if log_path is not None:
+                report.sections.append((f"jobchaos {service.name} log (tail)",
+                                        log_tail(log_path)))
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    cfg = config.stash.get(CONFIG_KEY, None)
+    if cfg is not None and cfg.artifacts_dir.exists():
+        terminalreporter.write_line(f"jobchaos artifacts: {cfg.artifacts_dir}")
