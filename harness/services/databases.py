@@ -49,7 +49,7 @@ class DatabaseFactory:
         with self._lock:
             if self._conn is None or self._conn.closed or self._conn.broken:
                 self._conn = psycopg.connect(self.admin_url, autocommit=True, connect_timeout=10)
-            self._conn.execute(sql)  # type: ignore[arg-type]
+            self._conn.execute(sql)
 
     def close(self) -> None:
         with self._lock:
@@ -71,7 +71,7 @@ class DatabaseFactory:
             ) from exc
         if schema_sql:
             with psycopg.connect(self.url(self.template), autocommit=True) as conn:
-                conn.execute(schema_sql)  # type: ignore[arg-type]
+                conn.execute(schema_sql)
 
     def url(self, dbname: str) -> str:
         return with_dbname(self.admin_url, dbname)

@@ -38,7 +38,7 @@ class External:
             try:
                 if self.ready():
                     return self
-            except Exception as exc:  # noqa: BLE001 - reported below if it never answers
+            except Exception as exc:
                 last_error = f"{type(exc).__name__}: {exc}"
             if time.monotonic() >= deadline:
                 raise ExternalServiceError(

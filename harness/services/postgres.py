@@ -107,9 +107,19 @@ def _runs_as(user: pwd.struct_passwd | None, binary: Path) -> bool:
     return True
 
 
-def _world_readable_copy(src: Path, dst: Path) -> None:
+def _copy_install(bindir: Path, dst: Path) -> Path:
+    """Copy the install holding ``bindir`` to ``dst``, world-readable; return the new bindir.
+
+    The layout is kept one level up, with a sibling ``<package>.libs`` if there is one: a
+    wheel's binaries find their bundled libraries through RPATH ``$ORIGIN/../../../<pkg>.libs``.
+    """
+    install = bindir.parent
+    package = install.parent
+    libs = package.parent / f"{package.name}.libs"
     tmp = Path(tempfile.mkdtemp(prefix=dst.name + ".", dir=dst.parent))
-    shutil.copytree(src, tmp / "install", symlinks=True)
+    shutil.copytree(install, tmp / package.name / install.name, symlinks=True)
+    if libs.is_dir():
+        shutil.copytree(libs, tmp / libs.name, symlinks=True)
     for root, dirs, files in os.walk(tmp):
         for d in dirs:
             os.chmod(os.path.join(root, d), 0o755)
@@ -118,8 +128,8 @@ def _world_readable_copy(src: Path, dst: Path) -> None:
             if not os.path.islink(p):
                 os.chmod(p, os.stat(p).st_mode | 0o444)
     os.chmod(tmp, 0o755)
-    (tmp / "install").rename(dst)
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.rename(dst)
+    return dst / package.name / install.name / bindir.name
 
 
 def runtime_base() -> Path:
@@ -176,14 +186,16 @@ class PostgresCache:
         if _runs_as(self.user, self.source_bindir / "postgres"):
             return self.source_bindir
         copy = self.cache_dir / f"{self.stem}-install"
-        if not copy.exists():
-            _world_readable_copy(self.source_bindir.parent, copy)
-        bindir = copy / self.source_bindir.name
+        if copy.exists():
+            shutil.rmtree(copy)  # a copy the user cannot run is stale or broken: redo it
+        bindir = _copy_install(self.source_bindir, copy)
         if not _runs_as(self.user, bindir / "postgres"):
             raise ServiceStartError(
                 f"user {self.user.pw_name if self.user else '?'} cannot run {bindir}/postgres "
-                f"even after copying the install into {copy}. Fix: set {PG_BIN_HOW} to an "
-                "install that user can read and execute."
+                f"even after copying the install into {copy}. Fix: make the cache directory "
+                f"reachable by that user (every parent directory world-executable) or move it "
+                f"with --jobchaos-cache-dir, or set {PG_BIN_HOW} to an install that user can "
+                "read and execute."
             )
         return bindir
 

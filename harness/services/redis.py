@@ -35,7 +35,7 @@ class RedisServer(Service):
 
     def __init__(self, workdir: Path, *, binary: Path | None = None, **kw: object) -> None:
         super().__init__(workdir, **kw)  # type: ignore[arg-type]
-        self.binary = binary or find_redis_server()
+        self.binary = find_redis_server(binary)
 
     def command(self) -> list[str]:
         return [

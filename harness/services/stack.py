@@ -19,7 +19,7 @@ from typing import Self
 from harness.config import Config
 from harness.services.databases import DatabaseFactory
 from harness.services.external import ExternalPostgres, ExternalRedis, ExternalSmtp
-from harness.services.postgres import PostgresServer, sweep_stale_runtime_dirs
+from harness.services.postgres import PostgresServer, find_pg_bindir, sweep_stale_runtime_dirs
 from harness.services.redis import DATABASES, RedisServer
 from harness.services.smtp import SinkMessage, SmtpSink
 
@@ -35,12 +35,12 @@ class Stack:
         self.redis: RedisServer | ExternalRedis = (
             ExternalRedis(config.redis_url, timeout) if config.redis_url
             else RedisServer(workdir, binary=config.redis_bin, start_timeout=timeout)
-            if config.redis_bin else RedisServer(workdir, start_timeout=timeout)
         )
         self.postgres: PostgresServer | ExternalPostgres = (
             ExternalPostgres(config.database_url, timeout) if config.database_url
             else PostgresServer(workdir, cache_dir=config.cache_dir,
-                                bindir=_pg_bindir(config), system_user=config.pg_user,
+                                bindir=find_pg_bindir(config.postgres_bin_dir),
+                                system_user=config.pg_user,
                                 start_timeout=timeout)
         )
         self.smtp: SmtpSink | ExternalSmtp = (
@@ -119,8 +119,3 @@ class Stack:
                  tb: TracebackType | None) -> None:
         self.stop()
 
-
-def _pg_bindir(config: Config) -> Path | None:
-    from harness.services.postgres import find_pg_bindir
-
-    return find_pg_bindir(config.postgres_bin_dir) if config.postgres_bin_dir else None

@@ -1,0 +1,116 @@
+"""Nothing the harness starts outlives it: SIGKILL, Ctrl-C and SIGTERM of pytest itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.procs import OWNER_ENV
+
+VICTIM = '''
+import json, os, pathlib, time
+
+def test_hold_the_stack(jobchaos_stack, database_url, redis_url):
+    pids = [s.pid for s in jobchaos_stack.services]
+    pathlib.Path(os.environ["VICTIM_PIDS"]).write_text(json.dumps(pids))
+    time.sleep(120)  # held until the parent test signals this pytest process
+'''
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _marked_with(owner: int) -> list[int]:
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if p.environ().get(OWNER_ENV) == str(owner):
+                found.append(p.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not true within {timeout} s")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def victim(tmp_path: Path):
+    """A pytest run in a subprocess that starts a stack and then holds it."""
+    (tmp_path / "test_victim.py").write_text(VICTIM)
+    pids_file = tmp_path / "pids.json"
+    env = dict(os.environ, VICTIM_PIDS=str(pids_file),
+               JOBCHAOS_ARTIFACTS_DIR=str(tmp_path / "artifacts"))
+    env.pop("PYTEST_XDIST_WORKER", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+         str(tmp_path / "test_victim.py")],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        _wait_for(lambda: pids_file.exists() and pids_file.read_text(), 60, "victim stack up")
+        pids = json.loads(pids_file.read_text())
+        assert len(pids) == 3 and all(_alive(p) for p in pids)
+        yield proc, pids
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT],
+                         ids=["SIGKILL", "SIGTERM", "SIGINT"])
+def test_no_stack_process_survives_pytest_being_signalled(victim, sig):
+    proc, pids = victim
+    postgres_children = [c.pid for c in psutil.Process(pids[1]).children(recursive=True)]
+    marked = _marked_with(proc.pid)
+    # redis-server rewrites its environment area for its process title, so only the others
+    # can be found by the marker; every one must still be gone below.
+    assert set(pids[1:]) <= set(marked)
+    proc.send_signal(sig)  # the pytest process only, as a supervisor or the OOM killer would
+    proc.wait(timeout=30)
+    everything = set(pids) | set(postgres_children) | set(marked)
+    _wait_for(lambda: not any(_alive(p) for p in everything), 5,
+              f"every stack process gone after {sig.name}")
+    assert _marked_with(proc.pid) == []
+
+
+def test_orphans_of_a_dead_harness_are_swept(tmp_path):
+    """A marked process whose owner is gone is found and killed by the next run's sweep."""
+    from harness import procs
+
+    dead_owner = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_owner.wait()
+    env = dict(os.environ, **{OWNER_ENV: str(dead_owner.pid)})
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env,
+                              start_new_session=True)
+    try:
+        _wait_for(lambda: orphan.pid in [p.pid for p in procs.owned_processes(None)], 5,
+                  "orphan visible")
+        assert procs.sweep_orphans() >= 1
+        assert orphan.wait(timeout=5) is not None
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait()
