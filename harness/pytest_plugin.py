@@ -26,6 +26,7 @@ import pytest
 from harness.config import SETTINGS, Config, ConfigError, resolve
 
 if TYPE_CHECKING:
+    from harness.contract import Connections
     from harness.services.smtp import SinkMessage
     from harness.services.stack import Stack
 
@@ -90,6 +91,7 @@ def jobchaos_config(pytestconfig: pytest.Config) -> Config:
 def jobchaos_stack(pytestconfig: pytest.Config, jobchaos_config: Config) -> Iterator[Stack]:
     """Redis, PostgreSQL and the SMTP sink for this pytest process, stopped at the end."""
     from harness import procs
+    from harness.contract import SCHEMA_SQL
     from harness.errors import JobchaosError
     from harness.services.stack import Stack
 
@@ -97,7 +99,7 @@ def jobchaos_stack(pytestconfig: pytest.Config, jobchaos_config: Config) -> Iter
     wid = worker_id(pytestconfig)
     stack = Stack(jobchaos_config, jobchaos_config.artifacts_dir / wid / "stack", name=wid)
     try:
-        stack.start()
+        stack.start(schema_sql=SCHEMA_SQL)
     except JobchaosError as exc:
         _fail_clearly(exc)
     pytestconfig.stash[STACK_KEY] = stack
@@ -115,6 +117,8 @@ def jobchaos_stack_factory(
     from harness.errors import JobchaosError
     from harness.services.stack import Stack
 
+    from harness.contract import SCHEMA_SQL
+
     started: list[Stack] = []
 
     def factory(name: str = "extra", **overrides: Any) -> Stack:
@@ -123,7 +127,7 @@ def jobchaos_stack_factory(
         cfg = dataclasses.replace(jobchaos_config, **overrides) if overrides else jobchaos_config
         stack = Stack(cfg, jobchaos_artifacts / f"stack-{name}", name=f"{name}{len(started)}")
         try:
-            stack.start()
+            stack.start(schema_sql=SCHEMA_SQL)
         except JobchaosError as exc:
             _fail_clearly(exc)
         started.append(stack)
@@ -189,6 +193,18 @@ class SinkView:
 
         assert isinstance(self._stack.smtp, SmtpSink)
         return self._stack.smtp.log.wait_for(predicate, timeout, since=self._since)
+
+
+@pytest.fixture
+def chaos_connections(
+    jobchaos_stack: Stack, redis_url: str, database_url: str, jobchaos_namespace: str
+) -> Connections:
+    """Direct (unproxied) connections for a worker under test, on this test's fresh state."""
+    from harness.contract import Connections
+
+    return Connections(redis_url=redis_url, database_url=database_url,
+                       smtp_host=jobchaos_stack.smtp.host, smtp_port=jobchaos_stack.smtp.port,
+                       queue=f"{jobchaos_namespace}:queue")
 
 
 @pytest.fixture

@@ -1,0 +1,153 @@
+"""A pool of worker processes configured only through the contract's env vars.
+
+The harness kills, stops and restarts workers the way production does (SIGKILL for a crash or
+the OOM killer, SIGTERM for a deploy, a supervisor restarting what died), so each worker is a
+real process started through :mod:`harness.procs`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from harness import procs
+from harness.contract import Connections, Policy, worker_env
+from harness.errors import JobchaosError
+from harness.services.base import log_tail
+
+REFERENCE_WORKER = (sys.executable, "-m", "reference_worker")
+
+
+class WorkerStartError(JobchaosError):
+    """A worker exited right after it was started."""
+
+
+class WorkerProcess:
+    """One worker process: start, signal, kill, restart; its output goes to a log file."""
+
+    def __init__(self, worker_id: str, argv: Sequence[str], env: Mapping[str, str],
+                 log_path: Path) -> None:
+        self.worker_id = worker_id
+        self.argv = list(argv)
+        self.env = dict(env)
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> Self:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.process = procs.spawn(self.argv, log_path=self.log_path, env=self.env)
+        self.starts += 1
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.poll() if self.process else None
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the worker process itself (not its job children)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+
+    def kill(self) -> None:
+        """SIGKILL the worker and everything in its process group, as a crash would."""
+        if self.process is not None:
+            procs.terminate(self.process, signal.SIGKILL, timeout=5)
+
+    def stop(self, grace: float = 10.0) -> int | None:
+        """SIGTERM, wait up to ``grace``, then SIGKILL; return the exit code."""
+        if self.process is None:
+            return None
+        return procs.terminate(self.process, signal.SIGTERM, timeout=grace)
+
+    def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def restart(self) -> Self:
+        """Kill what is left of the old process and start a new one (a supervisor's restart)."""
+        self.kill()
+        return self.start()
+
+
+class WorkerPool:
+    """``size`` workers named ``worker-1``..``worker-N`` running ``argv``."""
+
+    def __init__(self, conn: Connections, policy: Policy, *, size: int = 2,
+                 argv: Sequence[str] = REFERENCE_WORKER, logdir: Path,
+                 extra_env: Mapping[str, str] | None = None,
+                 startup_check: float = 0.5) -> None:
+        if size < 1:
+            raise ValueError("a worker pool needs at least one worker")
+        base = dict(os.environ)
+        base.update(extra_env or {})
+        self.startup_check = startup_check
+        self.workers = [
+            WorkerProcess(f"worker-{i}", argv,
+                          {**base, **worker_env(conn, policy, f"worker-{i}")},
+                          logdir / f"worker-{i}.log")
+            for i in range(1, size + 1)
+        ]
+
+    def __getitem__(self, index: int) -> WorkerProcess:
+        return self.workers[index]
+
+    def __len__(self) -> int:
+        return len(self.workers)
+
+    def start(self) -> Self:
+        """Start every worker; fail with its log if one exits within ``startup_check`` s."""
+        for w in self.workers:
+            w.start()
+        deadline = time.monotonic() + self.startup_check
+        while time.monotonic() < deadline:
+            for w in self.workers:
+                if not w.running():
+                    self.stop(grace=2)
+                    raise WorkerStartError(
+                        f"{w.worker_id} exited with code {w.returncode} right after it started."
+                        f"\n  command: {' '.join(w.argv)}\n  log: {w.log_path}\n"
+                        f"  last lines of its log:\n{log_tail(w.log_path)}\n"
+                        "Fix: run the command by hand with the CHAOS_* variables from "
+                        "docs/contract.md and look at what it prints."
+                    )
+            time.sleep(0.02)
+        return self
+
+    def restart_dead(self) -> list[str]:
+        """Restart every worker that is not running (what a supervisor does); return their ids."""
+        restarted = []
+        for w in self.workers:
+            if not w.running():
+                w.restart()
+                restarted.append(w.worker_id)
+        return restarted
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Warm-stop every worker (SIGTERM to all first, so they drain in parallel)."""
+        for w in self.workers:
+            w.signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for w in self.workers:
+            w.stop(grace=max(0.1, deadline - time.monotonic()))
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
