@@ -12,7 +12,6 @@ test fresh state on it; ``jobchaos_stack_factory`` starts extra stacks a test ow
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import itertools
 import os
 import re
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
 
 CONFIG_KEY = pytest.StashKey[Config]()
 STACK_KEY = pytest.StashKey["Stack"]()
+WROTE_ARTIFACTS_KEY = pytest.StashKey[bool]()
 PLUGINS = ("harness.faults.fixtures",)
 
 
@@ -52,8 +52,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     config.stash[CONFIG_KEY] = cfg
     for plugin in PLUGINS:
-        if importlib.util.find_spec(plugin) is not None:  # TODO(lead): drop once faults exist
-            config.pluginmanager.import_plugin(plugin)
+        config.pluginmanager.import_plugin(plugin)
     _raise_on_sigterm()
 
 
@@ -103,6 +102,7 @@ def jobchaos_stack(pytestconfig: pytest.Config, jobchaos_config: Config) -> Iter
     except JobchaosError as exc:
         _fail_clearly(exc)
     pytestconfig.stash[STACK_KEY] = stack
+    pytestconfig.stash[WROTE_ARTIFACTS_KEY] = True
     try:
         yield stack
     finally:
@@ -146,6 +146,7 @@ def jobchaos_artifacts(request: pytest.FixtureRequest, jobchaos_config: Config) 
     path = (jobchaos_config.artifacts_dir / worker_id(request.config)
             / _sanitize(request.node.nodeid))
     path.mkdir(parents=True, exist_ok=True)
+    request.config.stash[WROTE_ARTIFACTS_KEY] = True
     return path
 
 
@@ -237,5 +238,5 @@ def pytest_runtest_makereport(
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     cfg = config.stash.get(CONFIG_KEY, None)
-    if cfg is not None and cfg.artifacts_dir.exists():
+    if cfg is not None and config.stash.get(WROTE_ARTIFACTS_KEY, False):
         terminalreporter.write_line(f"jobchaos artifacts: {cfg.artifacts_dir}")

@@ -1,0 +1,151 @@
+"""pytest fixtures of the fault proxy (imported by the jobchaos plugin).
+
+- `toxiproxy` (session): a typed client to the real server when a Toxiproxy URL is given
+  (`--jobchaos-toxiproxy-url`, `JOBCHAOS_TOXIPROXY_URL`/`TOXIPROXY_URL`, ini
+  `jobchaos_toxiproxy_url`) or `toxiproxy-server` is on PATH, else to the embedded server.
+- `faults` (function): one proxied link per service of `jobchaos_stack` (redis, postgres,
+  smtp); every fault is healed, every toxic removed and every proxy enabled after the test.
+- `proxied_redis_url`, `proxied_database_url`: this test's URLs, through the links;
+  `proxied_connections`: the plugin's `chaos_connections`, through the links.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.toxiproxy.client import ToxiproxyClient, ToxiproxyError
+
+from .links import Faults, create_links, delete_links
+from .recorder import FaultRecorder
+from .server import ServerChoice, toxiproxy_server, url_from_env
+
+# Fixtures that may hold the history recorder (first one found that has record_fault).
+RECORDER_FIXTURES = ("jobchaos_recorder", "fault_recorder", "jobchaos_history", "history",
+                     "recorder")
+CHOICE_KEY = pytest.StashKey[ServerChoice]()
+SERVICES = ("redis", "postgres", "smtp")
+
+
+def _optional_fixture(request: pytest.FixtureRequest, name: str) -> Any:
+    try:
+        return request.getfixturevalue(name)
+    except pytest.FixtureLookupError:
+        return None
+
+
+def _worker_id(config: pytest.Config) -> str:
+    return str(getattr(config, "workerinput", {}).get("workerid", "main"))
+
+
+def _toxiproxy_url(config: Any) -> tuple[str | None, str]:
+    url = getattr(config, "toxiproxy_url", None)
+    if url:
+        sources = getattr(config, "sources", {}) or {}
+        return str(url), str(sources.get("toxiproxy_url", "the jobchaos config"))
+    from_env = url_from_env()
+    if from_env is not None:
+        return from_env[0], f"env {from_env[1]}"
+    return None, ""
+
+
+@pytest.fixture(scope="session")
+def toxiproxy(request: pytest.FixtureRequest) -> Iterator[ToxiproxyClient]:
+    """A client to the session's Toxiproxy server (given, real on PATH, or embedded)."""
+    from harness.toxiproxy.launcher import LaunchError
+
+    config = _optional_fixture(request, "jobchaos_config")
+    url, source = _toxiproxy_url(config)
+    seed = getattr(config, "seed", None) or os.environ.get("JOBCHAOS_SEED")
+    artifacts = getattr(config, "artifacts_dir", None)
+    log_path = (
+        Path(artifacts) / _worker_id(request.config) / "toxiproxy.log" if artifacts else None
+    )
+    try:
+        with toxiproxy_server(
+            url, url_source=source, seed=int(seed) if seed else None, log_path=log_path
+        ) as (client, choice):
+            request.config.stash[CHOICE_KEY] = choice
+            yield client
+    except (ToxiproxyError, LaunchError) as exc:
+        pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def jobchaos_fault_links(
+    request: pytest.FixtureRequest, toxiproxy: ToxiproxyClient
+) -> Iterator[Faults]:
+    """The session's proxies in front of `jobchaos_stack` (use `faults` in tests)."""
+    stack = request.getfixturevalue("jobchaos_stack")
+    upstreams = {}
+    for name in SERVICES:
+        service = getattr(stack, name, None)
+        if service is not None and getattr(service, "port", None):
+            upstreams[name] = f"{service.host}:{service.port}"
+    prefix = f"jobchaos_{_worker_id(request.config)}_{os.getpid()}"
+    try:
+        links = create_links(toxiproxy, upstreams, prefix=prefix)
+    except ToxiproxyError as exc:
+        pytest.fail(f"creating the fault proxies failed: {exc}", pytrace=False)
+    try:
+        yield links
+    finally:
+        with contextlib.suppress(ToxiproxyError):
+            delete_links(links)
+
+
+def _recorder(request: pytest.FixtureRequest) -> FaultRecorder | None:
+    for name in RECORDER_FIXTURES:
+        value = _optional_fixture(request, name)
+        if isinstance(value, FaultRecorder):
+            return value
+        inner = getattr(value, "recorder", None)
+        if isinstance(inner, FaultRecorder):
+            return inner
+    node_recorder = getattr(request.node, "jobchaos_recorder", None)
+    return node_recorder if isinstance(node_recorder, FaultRecorder) else None
+
+
+@pytest.fixture
+def faults(request: pytest.FixtureRequest, jobchaos_fault_links: Faults) -> Iterator[Faults]:
+    """Faults per link (`faults.redis.down()`, ...), all healed after the test."""
+    links = jobchaos_fault_links
+    links.recorder = _recorder(request)
+    try:
+        yield links
+    finally:
+        try:
+            links.heal_all()
+        finally:
+            links.recorder = None
+
+
+@pytest.fixture
+def proxied_redis_url(faults: Faults, redis_url: str) -> str:
+    """This test's Redis URL, through the redis link."""
+    return faults.redis.url(redis_url)
+
+
+@pytest.fixture
+def proxied_database_url(faults: Faults, database_url: str) -> str:
+    """This test's database URL, through the postgres link."""
+    return faults.postgres.url(database_url)
+
+
+@pytest.fixture
+def proxied_connections(faults: Faults, chaos_connections: Any) -> Any:
+    """The plugin's `chaos_connections` (a worker's connections), through the fault links."""
+    import dataclasses
+
+    return dataclasses.replace(
+        chaos_connections,
+        redis_url=faults.redis.url(chaos_connections.redis_url),
+        database_url=faults.postgres.url(chaos_connections.database_url),
+        smtp_host=faults.smtp.listen_host,
+        smtp_port=faults.smtp.listen_port,
+    )

@@ -1,0 +1,98 @@
+"""The set of proxied links of one stack (redis, postgres, smtp) and how it is made."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from harness.toxiproxy.client import ToxiproxyClient
+
+from .link import FaultLink
+from .recorder import FaultRecorder
+
+
+class Faults:
+    """Links by service name: `faults.redis.down()`, `faults["postgres"].latency(100)`."""
+
+    def __init__(
+        self,
+        client: ToxiproxyClient,
+        links: Mapping[str, FaultLink],
+        recorder: FaultRecorder | None = None,
+    ) -> None:
+        self.client = client
+        self._links = dict(links)
+        self.recorder = recorder
+
+    @property
+    def recorder(self) -> FaultRecorder | None:
+        return self._recorder
+
+    @recorder.setter
+    def recorder(self, value: FaultRecorder | None) -> None:
+        self._recorder = value
+        for link in self._links.values():
+            link.recorder = value
+
+    def __getitem__(self, name: str) -> FaultLink:
+        try:
+            return self._links[name]
+        except KeyError:
+            known = ", ".join(sorted(self._links)) or "none"
+            raise KeyError(f"no fault link named {name!r} (links: {known})") from None
+
+    def __getattr__(self, name: str) -> FaultLink:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except KeyError as exc:
+            raise AttributeError(str(exc)) from None
+
+    def __iter__(self) -> Iterator[FaultLink]:
+        return iter(self._links.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._links
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._links)
+
+    def heal_all(self) -> None:
+        """Heal every link (all are attempted; the first error is raised at the end)."""
+        errors: list[Exception] = []
+        for link in self._links.values():
+            try:
+                link.heal_all()
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+def create_links(
+    client: ToxiproxyClient,
+    upstreams: Mapping[str, str],
+    *,
+    prefix: str = "jobchaos",
+    listen_host: str = "127.0.0.1",
+    recorder: FaultRecorder | None = None,
+) -> Faults:
+    """One proxy per service, `{prefix}_{service}` -> upstream, created or kept (populate)."""
+    specs = [
+        {"name": f"{prefix}_{svc}", "listen": f"{listen_host}:0", "upstream": upstream}
+        for svc, upstream in upstreams.items()
+    ]
+    for spec in specs:  # a stale proxy of the same name (earlier run) would keep its port
+        client.delete_proxy(str(spec["name"]), missing_ok=True)
+    proxies = {p.name: p for p in client.populate(specs)}
+    links = {
+        svc: FaultLink(client, svc, proxies[f"{prefix}_{svc}"], recorder=recorder)
+        for svc in upstreams
+    }
+    return Faults(client, links, recorder)
+
+
+def delete_links(faults: Faults) -> None:
+    for link in faults:
+        faults.client.delete_proxy(link.proxy_name, missing_ok=True)
