@@ -114,10 +114,9 @@ def jobchaos_stack_factory(
     jobchaos_config: Config, jobchaos_artifacts: Path
 ) -> Iterator[Callable[..., Stack]]:
     """Start extra stacks this test owns (stopped when it ends): ``factory(name="b")``."""
+    from harness.contract import SCHEMA_SQL
     from harness.errors import JobchaosError
     from harness.services.stack import Stack
-
-    from harness.contract import SCHEMA_SQL
 
     started: list[Stack] = []
 

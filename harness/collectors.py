@@ -1,0 +1,107 @@
+"""Collectors: after the drain, turn what the harness can see into history observations.
+
+Four sources, each read by the harness itself (not taken from the worker's word alone):
+the contract tables in PostgreSQL (attempts, effect rows, outcomes), the SMTP sink's messages,
+and the worker system's own state through the probe command (docs/contract.md, section 5).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from harness import history as h
+from harness.contract import ProbeState
+from harness.services.smtp import SinkMessage
+
+PROBE_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class TableRows:
+    """The contract tables as read after the drain (epoch seconds for times)."""
+
+    attempts: list[tuple[str, int, str, float]]  # job, attempt, worker, started
+    effects: list[tuple[str, int, int, float]]  # job, step, row id, at
+    outcomes: list[tuple[str, int, str, str, str | None, float]]  # job, attempt, worker,
+    #                                                                 status, reason, at
+
+
+def read_tables(database_url: str) -> TableRows:
+    """Read the three contract tables in one snapshot."""
+    import psycopg
+
+    with psycopg.connect(database_url, connect_timeout=10) as conn, conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        attempts = conn.execute(
+            "SELECT job_id, attempt, worker, extract(epoch FROM started_at)::float8 "
+            "FROM chaos_attempts ORDER BY id").fetchall()
+        effects = conn.execute(
+            "SELECT job_id, step, id, extract(epoch FROM at)::float8 "
+            "FROM chaos_effects ORDER BY id").fetchall()
+        outcomes = conn.execute(
+            "SELECT job_id, attempt, worker, status, reason, extract(epoch FROM at)::float8 "
+            "FROM chaos_outcomes ORDER BY id").fetchall()
+    return TableRows(attempts, effects, outcomes)
+
+
+def table_observations(rows: TableRows) -> list[h.Observation]:
+    """Effect rows, terminal outcomes, and attempts (with how each ended, when it did)."""
+    obs: list[h.Observation] = [h.effect_row(job, step, ref=row_id, at=at)
+                                for job, step, row_id, at in rows.effects]
+    ended: dict[tuple[str, int, str], tuple[float, str]] = {}
+    for job, attempt, worker, status, reason, at in rows.outcomes:
+        ended.setdefault((job, attempt, worker), (at, "ok" if status == "completed"
+                                                  else reason or "exception"))
+        if status == "completed":
+            obs.append(h.reported_outcome(job, "completed", attempt=attempt, worker=worker, at=at))
+        elif status == "dead":
+            obs.append(h.reported_outcome(job, "failed", reason=reason, attempt=attempt,
+                                          worker=worker, at=at))
+    for job, attempt, worker, started in rows.attempts:
+        end = ended.get((job, attempt, worker))
+        obs.append(h.attempt_record(job, at=started, attempt=attempt, worker=worker,
+                                    ended=end[0] if end else None,
+                                    result=end[1] if end else None))
+    return obs
+
+
+def message_observations(messages: Iterable[SinkMessage]) -> list[h.Observation]:
+    """One email effect per tagged message received by the sink."""
+    obs = []
+    for m in messages:
+        if m.job is None or m.step is None or not m.step.isdigit():
+            continue  # not a chaos message; nothing to attribute it to
+        obs.append(h.sink_message(m.job, int(m.step), ref=str(m.seq), at=m.received_at))
+    return obs
+
+
+def run_probe(argv: Sequence[str], env: Mapping[str, str]) -> ProbeState:
+    """Run a probe command with the worker's env; raise RuntimeError with its output if it fails."""
+    try:
+        done = subprocess.run(list(argv), env={**os.environ, **env}, capture_output=True,
+                              timeout=PROBE_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RuntimeError(f"probe {' '.join(argv)} could not run: {exc}") from exc
+    if done.returncode != 0:
+        raise RuntimeError(f"probe {' '.join(argv)} exited {done.returncode}: "
+                           f"{done.stderr.decode(errors='replace')[-500:]}")
+    try:
+        return ProbeState.from_json(done.stdout)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RuntimeError(f"probe {' '.join(argv)} printed no ProbeState JSON: {exc}") from exc
+
+
+def probe_observations(state: ProbeState | None, reason: str | None = None) -> list[h.Observation]:
+    """Where the probe found each unfinished job, and the locks still held."""
+    if state is None:
+        return [h.probe_status(False, reason or "no probe configured")]
+    obs = [h.probe_status(True)]
+    obs += [h.job_state(j, "queued") for j in state.queued]
+    obs += [h.job_state(j, "scheduled") for j in state.scheduled]
+    obs += [h.job_state(x.job_id, "leased", worker=x.worker) for x in state.leased]
+    obs += [h.job_state(x.job_id, "dead", reason=x.reason) for x in state.dead]
+    obs += [h.lock_held(x.key, ttl=x.ttl, job=x.holder) for x in state.locks]
+    return obs

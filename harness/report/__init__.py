@@ -1,0 +1,1 @@
+"""Reports of a scenario run: verdicts (``verdict``), and artifacts."""

@@ -1,0 +1,58 @@
+"""Collectors map contract rows, sink messages and probe answers onto history observations."""
+
+from __future__ import annotations
+
+from harness import history as h
+from harness.collectors import (
+    TableRows,
+    message_observations,
+    probe_observations,
+    table_observations,
+)
+from harness.contract import Dead, Lease, Lock, ProbeState
+from harness.services.smtp import SinkMessage
+
+
+def test_tables_become_effects_outcomes_and_attempts():
+    rows = TableRows(
+        attempts=[("j1", 1, "worker-1", 10.0), ("j1", 2, "worker-2", 11.0), ("j2", 1, "worker-1", 12.0)],
+        effects=[("j1", 0, 7, 11.5)],
+        outcomes=[("j1", 1, "worker-1", "retrying", "timeout", 10.9),
+                  ("j1", 2, "worker-2", "completed", None, 11.6),
+                  ("j2", 1, "worker-1", "dead", "exception", 12.5)],
+    )
+    assert table_observations(rows) == [
+        h.effect_row("j1", 0, ref=7, at=11.5),
+        h.reported_outcome("j1", "completed", attempt=2, worker="worker-2", at=11.6),
+        h.reported_outcome("j2", "failed", reason="exception", attempt=1, worker="worker-1", at=12.5),
+        h.attempt_record("j1", at=10.0, attempt=1, worker="worker-1", ended=10.9, result="timeout"),
+        h.attempt_record("j1", at=11.0, attempt=2, worker="worker-2", ended=11.6, result="ok"),
+        h.attempt_record("j2", at=12.0, attempt=1, worker="worker-1", ended=12.5, result="exception"),
+    ]
+
+
+def test_attempt_without_outcome_has_no_end():
+    rows = TableRows(attempts=[("j9", 1, "worker-1", 5.0)], effects=[], outcomes=[])
+    assert table_observations(rows) == [h.attempt_record("j9", at=5.0, attempt=1, worker="worker-1")]
+
+
+def _msg(seq: int, job: str | None, step: str | None) -> SinkMessage:
+    return SinkMessage(seq=seq, received_at=100.0 + seq, mail_from="a@x", rcpt_tos=("b@y",),
+                       headers=(), job=job, step=step, subject=None, size=10)
+
+
+def test_only_tagged_messages_are_effects():
+    obs = message_observations([_msg(0, "j1", "1"), _msg(1, None, None), _msg(2, "j1", "x")])
+    assert obs == [h.sink_message("j1", 1, ref="0", at=100.0)]
+
+
+def test_probe_answer_and_missing_probe():
+    state = ProbeState(queued=("a",), scheduled=("b",), leased=(Lease("c", "worker-1", 1.5),),
+                       dead=(Dead("d", "timeout"),), locks=(Lock("k", None, "e"),))
+    assert probe_observations(state) == [
+        h.probe_status(True), h.job_state("a", "queued"), h.job_state("b", "scheduled"),
+        h.job_state("c", "leased", worker="worker-1"), h.job_state("d", "dead", reason="timeout"),
+        h.lock_held("k", ttl=None, job="e"),
+    ]
+    assert probe_observations(None, "probe crashed") == [h.probe_status(False, "probe crashed")]
+    assert ProbeState.from_json(state.to_json()) == state
