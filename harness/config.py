@@ -9,11 +9,14 @@ came from, and what would be accepted.
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+PROFILES = ("pr", "nightly")
 
 
 class ConfigError(ValueError):
@@ -42,6 +45,23 @@ def _positive_float(value: str) -> float:
     if not number > 0:
         raise ValueError("expected a number of seconds greater than 0")
     return number
+
+
+def _seed(value: str) -> int:
+    return int(value)
+
+
+def _profile(value: str) -> str:
+    if value not in PROFILES:
+        raise ValueError(f"expected one of {', '.join(PROFILES)}")
+    return value
+
+
+def _command(value: str) -> tuple[str, ...]:
+    argv = tuple(shlex.split(value))
+    if not argv:
+        raise ValueError("expected a command line")
+    return argv
 
 
 def _path(value: str) -> Path:
@@ -97,6 +117,16 @@ SETTINGS: tuple[Setting, ...] = (
             default="jobchaos-artifacts"),
     Setting("start_timeout", "Seconds a server may take to become ready", _positive_float,
             default="30"),
+    Setting("profile", "Scenario profile: pr (fast) or nightly (more jobs, workers, repeats)",
+            _profile, default="pr"),
+    Setting("seed", "Seed of every scenario's RNG (default: a new one per run, printed on "
+            "failure)", _seed),
+    Setting("worker_cmd", "Command that runs one worker under test (default: the reference "
+            "worker)", _command),
+    Setting("probe_cmd", "Command that prints the worker system's state as ProbeState JSON "
+            "(default: the reference worker's probe; 'none' for no probe)", _command),
+    Setting("worker_bugs", "Bug switches for the reference worker (comma-separated)",
+            env_aliases=("REFERENCE_WORKER_BUGS",)),
 )
 
 
@@ -114,6 +144,11 @@ class Config:
     cache_dir: Path = field(default_factory=lambda: Path(_default_cache_dir()))
     artifacts_dir: Path = Path("jobchaos-artifacts")
     start_timeout: float = 30.0
+    profile: str = "pr"
+    seed: int | None = None
+    worker_cmd: tuple[str, ...] | None = None
+    probe_cmd: tuple[str, ...] | None = None
+    worker_bugs: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @property

@@ -26,12 +26,15 @@ from harness.config import SETTINGS, Config, ConfigError, resolve
 
 if TYPE_CHECKING:
     from harness.contract import Connections
+    from harness.history import Recorder
+    from harness.scenario import ChaosRun
     from harness.services.smtp import SinkMessage
     from harness.services.stack import Stack
 
 CONFIG_KEY = pytest.StashKey[Config]()
 STACK_KEY = pytest.StashKey["Stack"]()
 WROTE_ARTIFACTS_KEY = pytest.StashKey[bool]()
+RUN_KEY = pytest.StashKey["ChaosRun"]()
 PLUGINS = ("harness.faults.fixtures",)
 
 
@@ -216,6 +219,57 @@ def smtp_sink(jobchaos_stack: Stack) -> SinkView:
         pytest.skip(str(exc))
 
 
+@pytest.fixture(scope="session")
+def jobchaos_seed(jobchaos_config: Config) -> int:
+    """The seed of this session's scenario RNGs (--jobchaos-seed, else a fresh one)."""
+    import secrets
+
+    return jobchaos_config.seed if jobchaos_config.seed is not None else secrets.randbelow(2**31)
+
+
+@pytest.fixture
+def jobchaos_recorder(jobchaos_artifacts: Path) -> Iterator[Recorder]:
+    """This test's history, written to ``history.jsonl`` in its artifacts as it happens."""
+    from harness.history import Recorder
+
+    with Recorder(jobchaos_artifacts / "history.jsonl") as recorder:
+        yield recorder
+
+
+@pytest.fixture
+def chaos(
+    request: pytest.FixtureRequest,
+    jobchaos_config: Config,
+    jobchaos_seed: int,
+    jobchaos_recorder: Recorder,
+    jobchaos_artifacts: Path,
+    chaos_connections: Connections,
+    smtp_sink: SinkView,
+) -> Iterator[ChaosRun]:
+    """A scenario run: workers through the fault proxy, history, drain, observe, verdict."""
+    from harness.contract import Policy
+    from harness.scenario import REFERENCE_PROBE, ChaosRun, RunSpec
+    from harness.services.workers import REFERENCE_WORKER
+
+    faults = request.getfixturevalue("faults")
+    proxied = request.getfixturevalue("proxied_connections")
+    cfg = jobchaos_config
+    worker_env = {"REFERENCE_WORKER_BUGS": cfg.worker_bugs} if cfg.worker_bugs else {}
+    probe: tuple[str, ...] | None = cfg.probe_cmd or (None if cfg.worker_cmd else REFERENCE_PROBE)
+    if probe == ("none",):
+        probe = None
+    spec = RunSpec(worker_argv=cfg.worker_cmd or REFERENCE_WORKER, probe_argv=probe,
+                   worker_env=worker_env, seed=jobchaos_seed)
+    run = ChaosRun(name=request.node.nodeid, policy=Policy(), direct=chaos_connections,
+                   proxied=proxied, faults=faults, sink=smtp_sink, artifacts=jobchaos_artifacts,
+                   spec=spec, recorder=jobchaos_recorder)
+    request.node.stash[RUN_KEY] = run
+    try:
+        yield run
+    finally:
+        run.close()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -224,6 +278,10 @@ def pytest_runtest_makereport(
     report = yield
     stack = item.config.stash.get(STACK_KEY, None)
     used_stack = "jobchaos_stack" in getattr(item, "fixturenames", ())
+    run = item.stash.get(RUN_KEY, None)
+    if report.failed and run is not None and report.when == "call":
+        report.sections.append(("jobchaos run", f"seed {run.spec.seed}; replay with "
+                                f"--jobchaos-seed={run.spec.seed}; artifacts {run.artifacts}"))
     if report.failed and stack is not None and used_stack:
         from harness.services.base import log_tail
 

@@ -1,0 +1,233 @@
+"""One scenario run: workers, workload, nemesis, heal, drain, observe, check, report.
+
+A :class:`ChaosRun` holds everything a scenario touches (the proxied links, the worker pool,
+the history recorder, a seeded RNG) and offers the steps of docs/architecture.md as methods.
+Every step that changes the world writes its ops to the history; the verdict comes only from
+the history (:meth:`ChaosRun.verdict`), and the artifacts (history.jsonl, results.json,
+verdict.txt) are written even when the scenario errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import random
+import signal
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import collectors
+from harness import history as h
+from harness.checkers import CheckResult, Validity, check
+from harness.checkers import Policy as CheckPolicy
+from harness.contract import BACKOFF_JITTER, Connections, Job, Policy, dispatch
+from harness.faults.links import Faults
+from harness.report.verdict import render, write_results
+from harness.services.workers import REFERENCE_WORKER, WorkerPool
+
+REFERENCE_PROBE = (REFERENCE_WORKER[0], "-m", "reference_worker.probe")
+
+
+@dataclass
+class RunSpec:
+    """What to run and against which worker (from the plugin's settings)."""
+
+    worker_argv: Sequence[str] = REFERENCE_WORKER
+    probe_argv: Sequence[str] | None = REFERENCE_PROBE
+    worker_env: Mapping[str, str] = field(default_factory=dict)
+    seed: int = 0
+
+
+class ChaosRun:
+    """The live state of one scenario and the steps it can take."""
+
+    def __init__(self, *, name: str, policy: Policy, direct: Connections, proxied: Connections,
+                 faults: Faults, sink: Any, artifacts: Path, spec: RunSpec,
+                 recorder: h.Recorder) -> None:
+        self.name = name
+        self.policy = policy
+        self.direct = direct
+        self.proxied = proxied
+        self.faults = faults
+        self.sink = sink
+        self.artifacts = artifacts
+        self.spec = spec
+        self.recorder = recorder
+        self.rng = random.Random(spec.seed)
+        self.pool: WorkerPool | None = None
+        self.dispatched: dict[str, Job] = {}
+        self._nemesis_ids = itertools.count(1)
+        self._result: CheckResult | None = None
+        self._history: h.History | None = None
+        self.started = time.monotonic()
+
+    # -- workers -------------------------------------------------------------------------
+    def start_workers(self, size: int = 2, *, policy: Policy | None = None) -> WorkerPool:
+        """Start ``size`` workers connected through the fault proxy."""
+        self.pool = WorkerPool(self.proxied, policy or self.policy, size=size,
+                               argv=self.spec.worker_argv, logdir=self.artifacts,
+                               extra_env=self.spec.worker_env).start()
+        return self.pool
+
+    def _workers(self) -> WorkerPool:
+        assert self.pool is not None, "start_workers() first"
+        return self.pool
+
+    def pick_worker(self) -> int:
+        """A random worker index, from the run's seeded RNG."""
+        return self.rng.randrange(len(self._workers()))
+
+    def kill_worker(self, index: int | None = None) -> str:
+        """SIGKILL a worker (and its job children), as a crash or the OOM killer would."""
+        w = self._workers()[self.pick_worker() if index is None else index]
+        self._nemesis("inject", w.worker_id, "kill", {"pid": w.pid, "signal": "SIGKILL"})
+        w.kill()
+        return w.worker_id
+
+    def signal_worker(self, index: int, sig: int) -> str:
+        """Send ``sig`` to a worker process (SIGTERM: a deploy or scale-down)."""
+        w = self._workers()[index]
+        self._nemesis("inject", w.worker_id, "signal", {"pid": w.pid,
+                                                        "signal": signal.Signals(sig).name})
+        w.signal(sig)
+        return w.worker_id
+
+    def restart_dead(self) -> list[str]:
+        """Restart every worker that is not running, as a supervisor would (a heal op each)."""
+        restarted = self._workers().restart_dead()
+        for worker_id in restarted:
+            self._nemesis("heal", worker_id, "restart", {})
+        return restarted
+
+    def _nemesis(self, phase: str, target: str, kind: str, params: Mapping[str, object]) -> None:
+        self.recorder.record_fault(phase, f"{kind}-{next(self._nemesis_ids)}",  # type: ignore[arg-type]
+                                   target, kind, params)
+
+    # -- workload ------------------------------------------------------------------------
+    def dispatch(self, *jobs: Job, through_proxy: bool = False) -> None:
+        """Put ``jobs`` on the queue, one dispatch op each (``info`` when the ack was lost)."""
+        import redis
+
+        url = (self.proxied if through_proxy else self.direct).redis_url
+        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        with contextlib.closing(client):
+            for j in jobs:
+                op = self.recorder.invoke(h.DISPATCHER, h.DISPATCH,
+                                          h.dispatch_value(j.id, list(j.steps), j.unique_key))
+                self.dispatched.setdefault(j.id, j)
+                try:
+                    dispatch(client, self.direct.queue, [j])
+                except redis.ConnectionError as exc:
+                    # Refused before sending: it did not happen. Cut after: unknown.
+                    kind = "fail" if "Connection refused" in str(exc) else "info"
+                    self.recorder.complete(op, kind, {"job": j.id, "error": str(exc)})  # type: ignore[arg-type]
+                except redis.TimeoutError as exc:
+                    self.recorder.info(op, {"job": j.id, "error": str(exc)})
+                else:
+                    self.recorder.ok(op, {"job": j.id})
+
+    # -- drain, observe, check ----------------------------------------------------------
+    def check_policy(self, **overrides: Any) -> CheckPolicy:
+        return CheckPolicy.for_worker(self.policy, jitter=BACKOFF_JITTER, **overrides)
+
+    def terminal_jobs(self) -> set[str]:
+        import psycopg
+
+        with psycopg.connect(self.direct.database_url, connect_timeout=5) as conn:
+            rows = conn.execute("SELECT DISTINCT job_id FROM chaos_outcomes "
+                                "WHERE status IN ('completed', 'dead')").fetchall()
+        return {r[0] for r in rows}
+
+    def drain(self, deadline: float | None = None) -> bool:
+        """Wait until every dispatched job has a terminal outcome, or the policy's deadline."""
+        limit = self.check_policy().drain_deadline_s if deadline is None else deadline
+        op = self.recorder.invoke(h.OBSERVER, h.DRAIN, {"deadline": limit})
+        end = time.monotonic() + limit
+        pending = set(self.dispatched)
+        while True:
+            with contextlib.suppress(Exception):  # the db link may still be recovering
+                pending = set(self.dispatched) - self.terminal_jobs()
+            if not pending or time.monotonic() >= end:
+                break
+            time.sleep(0.05)
+        if pending:
+            self.recorder.info(op, {"pending": len(pending), "jobs": sorted(pending)[:20]})
+            return False
+        self.recorder.ok(op, {"pending": 0})
+        return True
+
+    def observe(self) -> None:
+        """Append what the harness sees: table rows, sink messages, and the probe's answer."""
+        self.recorder.observe(*collectors.table_observations(
+            collectors.read_tables(self.direct.database_url)))
+        if self.sink is not None:
+            self.recorder.observe(*collectors.message_observations(self.sink.messages()))
+        state, reason = None, "no probe configured"
+        if self.spec.probe_argv:
+            from harness.contract import worker_env
+
+            try:
+                state = collectors.run_probe(self.spec.probe_argv,
+                                             {**self.spec.worker_env,
+                                              **worker_env(self.direct, self.policy, "probe")})
+            except RuntimeError as exc:
+                reason = str(exc)
+        self.recorder.observe(*collectors.probe_observations(state, reason))
+
+    def verdict(self, **policy_overrides: Any) -> CheckResult:
+        """Check the history and write results.json and verdict.txt."""
+        history = self.recorder.history()
+        policy = self.check_policy(**policy_overrides)
+        result = check(history, policy)
+        self._result, self._history = result, history
+        write_results(self.artifacts / "results.json", result, history, policy)
+        (self.artifacts / "verdict.txt").write_text(self.render())
+        return result
+
+    def render(self) -> str:
+        assert self._result is not None and self._history is not None
+        head = (f"scenario {self.name}: {self._result.validity} (seed {self.spec.seed}, "
+                f"{len(self.dispatched)} jobs, artifacts {self.artifacts})")
+        return head + "\n" + render(self._result, self._history)
+
+    def finish(self, **policy_overrides: Any) -> CheckResult:
+        """Heal everything, stop the workers, observe, and check: the end of every scenario."""
+        self.faults.heal_all()
+        if self.pool is not None:
+            self.pool.stop(grace=self.policy.shutdown_grace + 2)
+        self.observe()
+        return self.verdict(**policy_overrides)
+
+    def close(self) -> None:
+        """Teardown: whatever happened, leave nothing running and a history on disk."""
+        with contextlib.suppress(Exception):
+            self.faults.heal_all()
+        if self.pool is not None:
+            self.pool.stop(grace=2)
+        (self.artifacts / "run.json").write_text(json.dumps({
+            "scenario": self.name, "seed": self.spec.seed, "jobs": len(self.dispatched),
+            "seconds": round(time.monotonic() - self.started, 3),
+            "validity": str(self._result.validity) if self._result else None,
+        }))
+        self.recorder.close()
+
+
+def assert_valid(result: CheckResult, text: str) -> None:
+    """Fail the test with the readable verdict unless the run is valid."""
+    import pytest
+
+    if result.validity is not Validity.VALID:
+        pytest.fail(text, pytrace=False)
+
+
+@contextlib.contextmanager
+def chaos_run(**kwargs: Any) -> Iterator[ChaosRun]:
+    run = ChaosRun(**kwargs)
+    try:
+        yield run
+    finally:
+        run.close()
