@@ -27,7 +27,7 @@ from harness.config import SETTINGS, Config, ConfigError, resolve
 if TYPE_CHECKING:
     from harness.contract import Connections
     from harness.history import Recorder
-    from harness.scenario import ChaosRun
+    from harness.scenario import ChaosRun, Profile
     from harness.services.smtp import SinkMessage
     from harness.services.stack import Stack
 
@@ -227,6 +227,14 @@ def jobchaos_seed(jobchaos_config: Config) -> int:
     return jobchaos_config.seed if jobchaos_config.seed is not None else secrets.randbelow(2**31)
 
 
+@pytest.fixture(scope="session")
+def jobchaos_profile(jobchaos_config: Config) -> Profile:
+    """The scenario profile (``pr`` or ``nightly``) chosen by --jobchaos-profile."""
+    from harness.scenario import PROFILES
+
+    return PROFILES[jobchaos_config.profile]
+
+
 @pytest.fixture
 def jobchaos_recorder(jobchaos_artifacts: Path) -> Iterator[Recorder]:
     """This test's history, written to ``history.jsonl`` in its artifacts as it happens."""
@@ -247,8 +255,7 @@ def chaos(
     smtp_sink: SinkView,
 ) -> Iterator[ChaosRun]:
     """A scenario run: workers through the fault proxy, history, drain, observe, verdict."""
-    from harness.contract import Policy
-    from harness.scenario import REFERENCE_PROBE, ChaosRun, RunSpec
+    from harness.scenario import REFERENCE_PROBE, SCENARIO_POLICY, ChaosRun, RunSpec
     from harness.services.workers import REFERENCE_WORKER
 
     faults = request.getfixturevalue("faults")
@@ -260,7 +267,7 @@ def chaos(
         probe = None
     spec = RunSpec(worker_argv=cfg.worker_cmd or REFERENCE_WORKER, probe_argv=probe,
                    worker_env=worker_env, seed=jobchaos_seed)
-    run = ChaosRun(name=request.node.nodeid, policy=Policy(), direct=chaos_connections,
+    run = ChaosRun(name=request.node.nodeid, policy=SCENARIO_POLICY, direct=chaos_connections,
                    proxied=proxied, faults=faults, sink=smtp_sink, artifacts=jobchaos_artifacts,
                    spec=spec, recorder=jobchaos_recorder)
     request.node.stash[RUN_KEY] = run
@@ -282,7 +289,8 @@ def pytest_runtest_makereport(
     if report.failed and run is not None and report.when == "call":
         report.sections.append(("jobchaos run", f"seed {run.spec.seed}; replay with "
                                 f"--jobchaos-seed={run.spec.seed}; artifacts {run.artifacts}"))
-    if report.failed and stack is not None and used_stack:
+    judged = run is not None and run.judged  # a verdict explains itself; server logs would not
+    if report.failed and stack is not None and used_stack and not judged:
         from harness.services.base import log_tail
 
         for service in stack.services:

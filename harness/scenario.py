@@ -32,6 +32,27 @@ from harness.services.workers import REFERENCE_WORKER, WorkerPool
 REFERENCE_PROBE = (REFERENCE_WORKER[0], "-m", "reference_worker.probe")
 
 
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """How much a scenario does: ``pr`` is fast enough for every pull request, ``nightly``
+    runs more jobs, more workers and more fault rounds."""
+
+    name: str
+    jobs: int
+    workers: int
+    rounds: int
+
+
+PROFILES = {
+    "pr": Profile("pr", jobs=12, workers=2, rounds=2),
+    "nightly": Profile("nightly", jobs=60, workers=3, rounds=6),
+}
+
+# Production knobs are minutes; scenarios run on these, and derive every wait from them.
+SCENARIO_POLICY = Policy(job_timeout=1.0, max_tries=3, backoff_base=0.1, backoff_cap=0.4,
+                         lease=2.0, lock_ttl=3.0, memory_limit_mb=64, shutdown_grace=1.5)
+
+
 @dataclass
 class RunSpec:
     """What to run and against which worker (from the plugin's settings)."""
@@ -63,6 +84,7 @@ class ChaosRun:
         self._nemesis_ids = itertools.count(1)
         self._result: CheckResult | None = None
         self._history: h.History | None = None
+        self.judged = False
         self.started = time.monotonic()
 
     # -- workers -------------------------------------------------------------------------
@@ -81,6 +103,23 @@ class ChaosRun:
         """A random worker index, from the run's seeded RNG."""
         return self.rng.randrange(len(self._workers()))
 
+    def worker_index(self, worker_id: str) -> int:
+        return next(i for i, w in enumerate(self._workers().workers) if w.worker_id == worker_id)
+
+    def busy_worker(self, table: str = "chaos_effects") -> int:
+        """Index of the worker that wrote the newest row of ``table`` (it is mid-job now)."""
+        import psycopg
+
+        with psycopg.connect(self.direct.database_url, connect_timeout=5) as conn:
+            row = conn.execute(f"SELECT worker FROM {table} ORDER BY id DESC LIMIT 1").fetchone()  # noqa: S608
+        return self.worker_index(row[0]) if row else self.pick_worker()
+
+    def pause(self, longest: float) -> float:
+        """Wait a seeded random time up to ``longest``: the nemesis choosing when to strike."""
+        delay = self.rng.uniform(0, longest)
+        time.sleep(delay)
+        return delay
+
     def kill_worker(self, index: int | None = None) -> str:
         """SIGKILL a worker (and its job children), as a crash or the OOM killer would."""
         w = self._workers()[self.pick_worker() if index is None else index]
@@ -95,6 +134,17 @@ class ChaosRun:
                                                         "signal": signal.Signals(sig).name})
         w.signal(sig)
         return w.worker_id
+
+    def wait_worker_exit(self, index: int, timeout: float | None = None) -> int:
+        """Wait for a signalled worker to exit (bounded by its grace period); its exit code."""
+        limit = self.policy.shutdown_grace + self.policy.job_timeout + 2 if timeout is None \
+            else timeout
+        w = self._workers()[index]
+        try:
+            return w.wait(limit)
+        except Exception as exc:
+            raise TimeoutError(f"{w.worker_id} did not exit within {limit:.1f} s of its "
+                               f"signal (shutdown grace {self.policy.shutdown_grace} s)") from exc
 
     def restart_dead(self) -> list[str]:
         """Restart every worker that is not running, as a supervisor would (a heal op each)."""
@@ -133,6 +183,36 @@ class ChaosRun:
     # -- drain, observe, check ----------------------------------------------------------
     def check_policy(self, **overrides: Any) -> CheckPolicy:
         return CheckPolicy.for_worker(self.policy, jitter=BACKOFF_JITTER, **overrides)
+
+    def _count(self, sql: str) -> int:
+        import psycopg
+
+        with psycopg.connect(self.direct.database_url, connect_timeout=5) as conn:
+            row = conn.execute(sql).fetchone()
+        return int(row[0]) if row else 0
+
+    def wait_for(self, what: str, sql: str, at_least: int, timeout: float) -> int:
+        """Poll ``sql`` (a count) until it reaches ``at_least``; TimeoutError names ``what``."""
+        end = time.monotonic() + timeout
+        count = 0
+        while True:
+            with contextlib.suppress(Exception):
+                count = self._count(sql)
+            if count >= at_least:
+                return count
+            if time.monotonic() >= end:
+                raise TimeoutError(f"{self.name}: waited {timeout:.1f} s for {what}; "
+                                   f"saw {count} of {at_least}")
+            time.sleep(0.02)
+
+    def wait_for_attempts(self, n: int, timeout: float | None = None) -> int:
+        """Wait until ``n`` attempts have started (jobs are running: a moment to strike)."""
+        return self.wait_for(f"{n} attempts to start", "SELECT count(*) FROM chaos_attempts", n,
+                             self.policy.job_timeout * 5 if timeout is None else timeout)
+
+    def wait_for_effects(self, n: int, timeout: float | None = None) -> int:
+        return self.wait_for(f"{n} effect rows", "SELECT count(*) FROM chaos_effects", n,
+                             self.policy.job_timeout * 5 if timeout is None else timeout)
 
     def terminal_jobs(self) -> set[str]:
         import psycopg
@@ -184,6 +264,7 @@ class ChaosRun:
         policy = self.check_policy(**policy_overrides)
         result = check(history, policy)
         self._result, self._history = result, history
+        self.judged = True
         write_results(self.artifacts / "results.json", result, history, policy)
         (self.artifacts / "verdict.txt").write_text(self.render())
         return result

@@ -1,0 +1,22 @@
+"""Memory: jobs that allocate past the memory limit are killed for real, and it is recorded.
+
+Guards against the OOM killer's silent kill: the kernel SIGKILLs the process, no exception is
+raised, no ``failed()`` hook runs, and the job is gone without a trace (the same as PHP dying at
+``memory_limit``). The limit is enforced for real (a cgroup memory limit where available).
+"""
+
+from __future__ import annotations
+
+from harness.contract import alloc, db_write, job
+from harness.scenario import assert_valid
+
+
+def test_jobs_past_the_memory_limit_end_recorded(chaos, jobchaos_profile):
+    chaos.start_workers(jobchaos_profile.workers)
+    limit = chaos.policy.memory_limit_mb
+    chaos.dispatch(
+        job("hog", alloc(limit * 2)),
+        *[job(f"modest-{i}", alloc(limit // 4), db_write()) for i in range(jobchaos_profile.jobs)],
+    )
+    chaos.drain()
+    assert_valid(chaos.finish(), chaos.render())

@@ -1,0 +1,24 @@
+"""Timeout: jobs that outlive the job timeout are killed, and every kill is recorded.
+
+Guards against the most common silent loss in PHP and Python job runners: the worker process
+is killed on timeout and its ``failed()`` hook never runs (Laravel's documented behaviour for
+``$timeout``), so the job is neither completed nor failed: it simply vanishes. Jobs that busy
+the CPU without yielding must be killed just the same.
+"""
+
+from __future__ import annotations
+
+from harness.contract import cpu, db_write, job, sleep
+from harness.scenario import assert_valid
+
+
+def test_jobs_past_the_timeout_end_recorded(chaos, jobchaos_profile):
+    chaos.start_workers(jobchaos_profile.workers)
+    t = chaos.policy.job_timeout
+    chaos.dispatch(
+        job("sleeps-too-long", db_write(), sleep(t * 1.5)),
+        job("spins-too-long", cpu(t * 1.5)),
+        *[job(f"in-time-{i}", db_write(), sleep(t * 0.1)) for i in range(jobchaos_profile.jobs)],
+    )
+    chaos.drain()
+    assert_valid(chaos.finish(), chaos.render())
