@@ -24,6 +24,7 @@ from harness import collectors
 from harness import history as h
 from harness.checkers import CheckResult, Validity, check
 from harness.checkers import Policy as CheckPolicy
+from harness.checkers.policy import DEFAULT_GUARANTEES
 from harness.contract import BACKOFF_JITTER, Connections, Job, Policy, dispatch
 from harness.faults.links import Faults
 from harness.report.verdict import render, write_results
@@ -111,7 +112,7 @@ class ChaosRun:
         import psycopg
 
         with psycopg.connect(self.direct.database_url, connect_timeout=5) as conn:
-            row = conn.execute(f"SELECT worker FROM {table} ORDER BY id DESC LIMIT 1").fetchone()  # noqa: S608
+            row = conn.execute(f"SELECT worker FROM {table} ORDER BY id DESC LIMIT 1").fetchone()
         return self.worker_index(row[0]) if row else self.pick_worker()
 
     def pause(self, longest: float) -> float:
@@ -119,6 +120,10 @@ class ChaosRun:
         delay = self.rng.uniform(0, longest)
         time.sleep(delay)
         return delay
+
+    def hold(self, seconds: float) -> None:
+        """Keep a fault in place for ``seconds`` (a window derived from the policy)."""
+        time.sleep(seconds)
 
     def kill_worker(self, index: int | None = None) -> str:
         """SIGKILL a worker (and its job children), as a crash or the OOM killer would."""
@@ -158,12 +163,12 @@ class ChaosRun:
                                    target, kind, params)
 
     # -- workload ------------------------------------------------------------------------
-    def dispatch(self, *jobs: Job, through_proxy: bool = False) -> None:
+    def dispatch(self, *jobs: Job, through_proxy: bool = False, timeout: float = 5.0) -> None:
         """Put ``jobs`` on the queue, one dispatch op each (``info`` when the ack was lost)."""
         import redis
 
         url = (self.proxied if through_proxy else self.direct).redis_url
-        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         with contextlib.closing(client):
             for j in jobs:
                 op = self.recorder.invoke(h.DISPATCHER, h.DISPATCH,
@@ -180,8 +185,23 @@ class ChaosRun:
                 else:
                     self.recorder.ok(op, {"job": j.id})
 
+    def wait_queue_empty(self, timeout: float | None = None) -> None:
+        """Wait until the queue list is empty (every dispatched copy was taken by a worker)."""
+        import redis
+
+        limit = self.policy.lease * 2 if timeout is None else timeout
+        end = time.monotonic() + limit
+        with contextlib.closing(redis.Redis.from_url(self.direct.redis_url)) as client:
+            while client.llen(self.direct.queue):
+                if time.monotonic() >= end:
+                    raise TimeoutError(f"{self.name}: queue not empty after {limit:.1f} s")
+                time.sleep(0.02)
+
     # -- drain, observe, check ----------------------------------------------------------
     def check_policy(self, **overrides: Any) -> CheckPolicy:
+        """The checkers' policy for this run; ``guarantees`` given here amend the defaults."""
+        if "guarantees" in overrides:
+            overrides["guarantees"] = {**DEFAULT_GUARANTEES, **overrides["guarantees"]}
         return CheckPolicy.for_worker(self.policy, jitter=BACKOFF_JITTER, **overrides)
 
     def _count(self, sql: str) -> int:

@@ -1,0 +1,22 @@
+"""Lease versus timeout: a job that runs longer than the lease is not run twice at once.
+
+Guards against the lease shorter than the job (Laravel's ``retry_after`` below ``$timeout``,
+an SQS visibility timeout shorter than the work): the queue believes the worker died and hands
+the still-running job to a second worker, so it runs twice, concurrently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from harness.contract import db_write, email, job, sleep
+from harness.scenario import assert_valid
+
+
+def test_job_longer_than_the_lease_runs_once(chaos):
+    # The job takes 2.5 leases; the heartbeat must keep it owned; the timeout allows it.
+    chaos.policy = dataclasses.replace(chaos.policy, lease=0.8, job_timeout=3.0)
+    chaos.start_workers(2)
+    chaos.dispatch(*[job(f"long-{i}", db_write(), sleep(2.0), email()) for i in range(2)])
+    chaos.drain()
+    assert_valid(chaos.finish(guarantees={"email": "exactly_once"}), chaos.render())
