@@ -125,6 +125,8 @@ SETTINGS: tuple[Setting, ...] = (
             "worker)", _command),
     Setting("probe_cmd", "Command that prints the worker system's state as ProbeState JSON "
             "(default: the reference worker's probe; 'none' for no probe)", _command),
+    Setting("replay", "A fault schedule (JSON, as printed by a failing property-based run) to "
+            "replay instead of generating schedules", _path),
     Setting("worker_bugs", "Bug switches for the reference worker (comma-separated)",
             env_aliases=("REFERENCE_WORKER_BUGS",)),
 )
@@ -149,6 +151,7 @@ class Config:
     worker_cmd: tuple[str, ...] | None = None
     probe_cmd: tuple[str, ...] | None = None
     worker_bugs: str | None = None
+    replay: Path | None = None
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @property

@@ -51,6 +51,11 @@ class Policy:
         return float(min(self.backoff_cap, self.backoff_base * 2.0 ** (retry - 1)))
 
 
+# Jitter may only shorten a backoff delay, by at most this fraction: the wait before retry n
+# lies in [(1 - BACKOFF_JITTER) * Policy.backoff(n), Policy.backoff(n)].
+BACKOFF_JITTER = 0.1
+
+
 @dataclass(frozen=True, slots=True)
 class Connections:
     """Where a worker finds its services (through the fault proxy, in scenarios)."""

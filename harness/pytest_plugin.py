@@ -27,7 +27,7 @@ from harness.config import SETTINGS, Config, ConfigError, resolve
 if TYPE_CHECKING:
     from harness.contract import Connections
     from harness.history import Recorder
-    from harness.scenario import ChaosRun, Profile
+    from harness.scenario import ChaosRun, Profile, RunSpec
     from harness.services.smtp import SinkMessage
     from harness.services.stack import Stack
 
@@ -244,6 +244,18 @@ def jobchaos_recorder(jobchaos_artifacts: Path) -> Iterator[Recorder]:
         yield recorder
 
 
+def _run_spec(cfg: Config, seed: int) -> RunSpec:
+    from harness.scenario import REFERENCE_PROBE, RunSpec
+    from harness.services.workers import REFERENCE_WORKER
+
+    worker_env = {"REFERENCE_WORKER_BUGS": cfg.worker_bugs} if cfg.worker_bugs else {}
+    probe: tuple[str, ...] | None = cfg.probe_cmd or (None if cfg.worker_cmd else REFERENCE_PROBE)
+    if probe == ("none",):
+        probe = None
+    return RunSpec(worker_argv=cfg.worker_cmd or REFERENCE_WORKER, probe_argv=probe,
+                   worker_env=worker_env, seed=seed)
+
+
 @pytest.fixture
 def chaos(
     request: pytest.FixtureRequest,
@@ -255,26 +267,69 @@ def chaos(
     smtp_sink: SinkView,
 ) -> Iterator[ChaosRun]:
     """A scenario run: workers through the fault proxy, history, drain, observe, verdict."""
-    from harness.scenario import REFERENCE_PROBE, SCENARIO_POLICY, ChaosRun, RunSpec
-    from harness.services.workers import REFERENCE_WORKER
+    from harness.scenario import SCENARIO_POLICY, ChaosRun
 
     faults = request.getfixturevalue("faults")
     proxied = request.getfixturevalue("proxied_connections")
-    cfg = jobchaos_config
-    worker_env = {"REFERENCE_WORKER_BUGS": cfg.worker_bugs} if cfg.worker_bugs else {}
-    probe: tuple[str, ...] | None = cfg.probe_cmd or (None if cfg.worker_cmd else REFERENCE_PROBE)
-    if probe == ("none",):
-        probe = None
-    spec = RunSpec(worker_argv=cfg.worker_cmd or REFERENCE_WORKER, probe_argv=probe,
-                   worker_env=worker_env, seed=jobchaos_seed)
     run = ChaosRun(name=request.node.nodeid, policy=SCENARIO_POLICY, direct=chaos_connections,
                    proxied=proxied, faults=faults, sink=smtp_sink, artifacts=jobchaos_artifacts,
-                   spec=spec, recorder=jobchaos_recorder)
+                   spec=_run_spec(jobchaos_config, jobchaos_seed), recorder=jobchaos_recorder)
     request.node.stash[RUN_KEY] = run
     try:
         yield run
     finally:
         run.close()
+
+
+@pytest.fixture
+def chaos_factory(
+    request: pytest.FixtureRequest,
+    jobchaos_config: Config,
+    jobchaos_seed: int,
+    jobchaos_stack: Stack,
+    jobchaos_artifacts: Path,
+) -> Callable[[str], contextlib.AbstractContextManager[ChaosRun]]:
+    """Fresh scenario runs inside one test (each with its own databases, queue and history),
+    for property-based tests where every generated example needs a clean world."""
+    import dataclasses
+
+    from harness.contract import Connections
+    from harness.history import Recorder
+    from harness.scenario import SCENARIO_POLICY, ChaosRun
+
+    faults = request.getfixturevalue("faults")
+    counter = itertools.count(1)
+
+    @contextlib.contextmanager
+    def new_run(label: str) -> Iterator[ChaosRun]:
+        n = next(counter)
+        artifacts = jobchaos_artifacts / f"{n:03d}-{_sanitize(label)}"
+        artifacts.mkdir(parents=True, exist_ok=True)
+        db_name, db_url = jobchaos_stack.fresh_database()
+        direct = Connections(redis_url=jobchaos_stack.fresh_redis_url(), database_url=db_url,
+                             smtp_host=jobchaos_stack.smtp.host,
+                             smtp_port=jobchaos_stack.smtp.port,
+                             queue=f"{request.getfixturevalue('jobchaos_namespace')}:{n}:queue")
+        proxied = dataclasses.replace(
+            direct, redis_url=faults.redis.url(direct.redis_url),
+            database_url=faults.postgres.url(direct.database_url),
+            smtp_host=faults.smtp.listen_host, smtp_port=faults.smtp.listen_port)
+        recorder = Recorder(artifacts / "history.jsonl")
+        faults.recorder = recorder
+        run = ChaosRun(name=f"{request.node.nodeid}[{label}]", policy=SCENARIO_POLICY,
+                       direct=direct, proxied=proxied, faults=faults,
+                       sink=SinkView(jobchaos_stack), artifacts=artifacts,
+                       spec=_run_spec(jobchaos_config, jobchaos_seed + n), recorder=recorder)
+        request.node.stash[RUN_KEY] = run
+        try:
+            yield run
+        finally:
+            run.close()
+            faults.recorder = None
+            with contextlib.suppress(Exception):
+                jobchaos_stack.drop_database(db_name)
+
+    return new_run
 
 
 @pytest.hookimpl(wrapper=True)

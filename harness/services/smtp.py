@@ -99,9 +99,11 @@ class SmtpSink(Service):
         self.log = MessageLog(self.jsonl)
 
     def prepare(self) -> None:
-        """Each start records afresh: a new file and a new reader."""
-        self.jsonl.unlink(missing_ok=True)
-        self.log = MessageLog(self.jsonl)
+        """A new sink records afresh; a restarted one (``stopped()``) appends to the same file,
+        so readers keep their place."""
+        if self._launches == 0:
+            self.jsonl.unlink(missing_ok=True)
+            self.log = MessageLog(self.jsonl)
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "harness.services.smtp_server", "--host", self.host,

@@ -68,11 +68,18 @@ class WorkerProcess:
         if self.process is not None:
             procs.terminate(self.process, signal.SIGKILL, timeout=5)
 
-    def stop(self, grace: float = 10.0) -> int | None:
-        """SIGTERM, wait up to ``grace``, then SIGKILL; return the exit code."""
+    def stop(self, grace: float = 10.0, *, signalled: bool = False) -> int | None:
+        """A warm stop: one SIGTERM (unless ``signalled`` already), up to ``grace`` seconds to
+        finish, then SIGKILL to the group. One signal only: a second SIGTERM means "cold"."""
         if self.process is None:
             return None
-        return procs.terminate(self.process, signal.SIGTERM, timeout=grace)
+        if not signalled:
+            self.signal(signal.SIGTERM)
+        try:
+            self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+        return procs.terminate(self.process, signal.SIGKILL, timeout=5)
 
     def wait(self, timeout: float) -> int:
         assert self.process is not None
@@ -143,7 +150,7 @@ class WorkerPool:
             w.signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
         for w in self.workers:
-            w.stop(grace=max(0.1, deadline - time.monotonic()))
+            w.stop(grace=max(0.1, deadline - time.monotonic()), signalled=True)
 
     def __enter__(self) -> Self:
         return self.start()

@@ -1,0 +1,152 @@
+"""The PostgreSQL side: the contract tables the worker reports into, and its own two tables.
+
+``reference_worker_attempts`` is the worker's ledger, one row per attempt, keyed by
+(job, attempt). Recording an outcome is one statement that ends the ledger row *and* writes the
+``chaos_outcomes`` row, and only if that attempt has not ended yet, so it is idempotent: the
+reaper and a worker that crashed right after recording can both try, and the first one wins.
+The caller then acts on the outcome that won.
+
+``reference_worker_dedupe`` makes ``db_write`` exactly-once: the effect row and its dedupe key
+are inserted by one statement (one transaction), so a retry, a duplicate dispatch or a second
+worker finds the key and writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+SCHEMA_LOCK = 0x7265665F776B  # advisory lock id: two workers starting at once create once
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS reference_worker_attempts (
+    job_id  text NOT NULL,
+    attempt integer NOT NULL,
+    worker  text NOT NULL,
+    status  text,          -- NULL while the attempt runs; then completed / retrying / dead
+    reason  text,
+    PRIMARY KEY (job_id, attempt)
+);
+CREATE TABLE IF NOT EXISTS reference_worker_dedupe (
+    job_id  text NOT NULL,
+    step    integer NOT NULL,
+    PRIMARY KEY (job_id, step)
+);
+"""
+
+# Start an attempt unless the job already finished (a duplicate dispatch, also after Redis
+# lost its memory). Retrying this statement after a lost reply does not add a second row.
+START_ATTEMPT = """
+WITH finished AS (
+    SELECT status FROM reference_worker_attempts
+    WHERE job_id = %(job)s AND status IN ('completed', 'dead') AND %(dedupe)s
+    LIMIT 1),
+claim AS (
+    INSERT INTO reference_worker_attempts (job_id, attempt, worker)
+    SELECT %(job)s, %(attempt)s, %(worker)s WHERE NOT EXISTS (SELECT 1 FROM finished)
+    ON CONFLICT (job_id, attempt) DO NOTHING
+    RETURNING 1),
+logged AS (
+    INSERT INTO chaos_attempts (job_id, attempt, worker)
+    SELECT %(job)s, %(attempt)s, %(worker)s FROM claim)
+SELECT (SELECT status FROM finished),
+       (SELECT status FROM reference_worker_attempts
+        WHERE job_id = %(job)s AND attempt = %(attempt)s)
+"""
+
+END_ATTEMPT = """
+WITH ended AS (
+    INSERT INTO reference_worker_attempts AS a (job_id, attempt, worker, status, reason)
+    VALUES (%(job)s, %(attempt)s, %(worker)s, %(status)s, %(reason)s)
+    ON CONFLICT (job_id, attempt) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason
+    WHERE a.status IS NULL
+    RETURNING a.status, a.reason),
+logged AS (
+    INSERT INTO chaos_outcomes (job_id, attempt, worker, status, reason, detail)
+    SELECT %(job)s, %(attempt)s, %(worker)s, status, reason, %(detail)s FROM ended)
+SELECT status, reason FROM ended
+UNION ALL
+SELECT status, reason FROM reference_worker_attempts
+WHERE job_id = %(job)s AND attempt = %(attempt)s AND status IS NOT NULL
+"""
+
+ENDED = "SELECT status, reason FROM reference_worker_attempts WHERE job_id = %s AND attempt = %s"
+
+EFFECT_ONCE = """
+WITH once AS (
+    INSERT INTO reference_worker_dedupe (job_id, step) VALUES (%(job)s, %(step)s)
+    ON CONFLICT DO NOTHING
+    RETURNING 1)
+INSERT INTO chaos_effects (job_id, step, attempt, worker)
+SELECT %(job)s, %(step)s, %(attempt)s, %(worker)s FROM once
+"""
+
+EFFECT_UNGUARDED = """
+INSERT INTO chaos_effects (job_id, step, attempt, worker)
+VALUES (%(job)s, %(step)s, %(attempt)s, %(worker)s)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: str  # completed | retrying | dead
+    reason: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """What the ledger said when an attempt asked to start."""
+
+    finished: str | None  # the job already completed or died: do not run it again
+    ended: str | None  # this very attempt was already ended (e.g. reclaimed by a reaper)
+
+    @property
+    def go(self) -> bool:
+        return self.finished is None and self.ended is None
+
+
+def connect(url: str, timeout: float) -> psycopg.Connection[Any]:
+    """An autocommit connection that notices a dead link within a few seconds."""
+    seconds = max(1, round(timeout))
+    return psycopg.connect(url, autocommit=True, connect_timeout=seconds, prepare_threshold=None,
+                           keepalives=1, keepalives_idle=1, keepalives_interval=1,
+                           keepalives_count=max(1, seconds), tcp_user_timeout=seconds * 1000)
+
+
+def create_schema(conn: psycopg.Connection[Any]) -> None:
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        conn.execute(SCHEMA)
+
+
+def start_attempt(conn: psycopg.Connection[Any], job: str, attempt: int, worker: str, *,
+                  dedupe: bool = True) -> Start:
+    row = conn.execute(START_ATTEMPT, {"job": job, "attempt": attempt, "worker": worker,
+                                       "dedupe": dedupe}).fetchone()
+    assert row is not None
+    return Start(finished=row[0], ended=row[1])
+
+
+def end_attempt(conn: psycopg.Connection[Any], job: str, attempt: int, worker: str,
+                outcome: Outcome) -> Outcome:
+    """Record ``outcome`` unless the attempt already has one; return the one that stands."""
+    params = {"job": job, "attempt": attempt, "worker": worker, "status": outcome.status,
+              "reason": outcome.reason, "detail": outcome.detail}
+    row = conn.execute(END_ATTEMPT, params).fetchone()
+    if row is None:  # another session ended it concurrently: read what it wrote
+        row = conn.execute(ENDED, (job, attempt)).fetchone()
+    if row is None or row[0] is None:
+        raise RuntimeError(f"outcome of {job} attempt {attempt} was not recorded")
+    if row[0] == outcome.status and row[1] == outcome.reason:
+        return outcome
+    return Outcome(row[0], row[1], "recorded earlier")
+
+
+def write_effect(conn: psycopg.Connection[Any], job: str, step: int, attempt: int, worker: str,
+                 *, idempotent: bool = True) -> bool:
+    """The ``db_write`` side effect; False when its dedupe key says it already happened."""
+    params = {"job": job, "step": step, "attempt": attempt, "worker": worker}
+    cur = conn.execute(EFFECT_ONCE if idempotent else EFFECT_UNGUARDED, params)
+    return cur.rowcount == 1

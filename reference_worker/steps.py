@@ -1,0 +1,116 @@
+"""The step vocabulary of docs/contract.md, run inside the job's child process.
+
+``db_write`` goes through the worker's effects thread (see ``effects``); ``email`` opens the
+child's own SMTP connection when first needed (the child never touches the worker's
+connections: it shares their sockets). A step that fails raises; ``crash`` exits the process
+at once with no cleanup, as a segfault or ``exit()`` in a job would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import smtplib
+import time
+from collections.abc import Mapping
+from email.message import EmailMessage
+from typing import Any
+
+from reference_worker.bugs import Bugs
+from reference_worker.effects import Channel, EffectsClient
+from reference_worker.log import log
+
+CRASH_EXIT_CODE = 70  # what a ``crash`` step exits with
+PAGE = 4096
+
+
+class StepFailed(Exception):
+    """A ``fail`` step: the transient error the contract describes."""
+
+
+class StepRunner:
+    """Runs the steps of one attempt of one job."""
+
+    def __init__(self, *, job_id: str, attempt: int, worker: str, effects: Channel,
+                 smtp_host: str, smtp_port: int, io_timeout: float, bugs: Bugs) -> None:
+        self.job_id = job_id
+        self.attempt = attempt
+        self.worker = worker
+        self.channel = effects
+        self.smtp_host = smtp_host
+        self.smtp_port = smtp_port
+        self.io_timeout = io_timeout
+        self.bugs = bugs
+        self._effects: EffectsClient | None = None
+        self._smtp: smtplib.SMTP | None = None
+
+    def run(self, steps: tuple[Mapping[str, Any], ...]) -> None:
+        """In the child: run ``steps`` in order; the first failure raises."""
+        self._effects = self.channel.child_side()
+        try:
+            for index, step in enumerate(steps):
+                getattr(self, f"step_{step['op']}")(index, step)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._smtp is not None:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                self._smtp.quit()
+
+    # -- the vocabulary -----------------------------------------------------------------
+    def step_sleep(self, index: int, step: Mapping[str, Any]) -> None:
+        time.sleep(float(step["seconds"]))
+
+    def step_cpu(self, index: int, step: Mapping[str, Any]) -> None:
+        end = time.monotonic() + float(step["seconds"])
+        while time.monotonic() < end:
+            pass
+
+    def step_alloc(self, index: int, step: Mapping[str, Any]) -> None:
+        size = int(step["mb"]) * 1024 * 1024
+        block = bytearray(size)
+        block[::PAGE] = b"\x01" * len(range(0, size, PAGE))  # touch every page
+        time.sleep(float(step.get("hold") or 0.0))
+        del block
+
+    def step_db_write(self, index: int, step: Mapping[str, Any]) -> None:
+        assert self._effects is not None, "run() first"
+        # Exactly once: the effect row and its dedupe key go in one transaction.
+        idempotent = True
+        if self.bugs.on("effects_not_idempotent"):
+            # Origin: jobs that insert without an idempotency key (flarum SendNotificationsJob's
+            # bulk insert): every retry writes the effect again.
+            idempotent = False
+        self._effects.db_write(index, idempotent=idempotent)
+
+    def step_email(self, index: int, step: Mapping[str, Any]) -> None:
+        msg = EmailMessage()
+        msg["From"] = f"{self.worker}@reference-worker.invalid"
+        msg["To"] = "sink@jobchaos.invalid"
+        msg["Subject"] = f"chaos job {self.job_id} step {index}"
+        msg["X-Chaos-Job"] = self.job_id
+        msg["X-Chaos-Step"] = str(index)
+        msg["X-Chaos-Attempt"] = str(self.attempt)
+        msg.set_content(f"job {self.job_id}, step {index}, attempt {self.attempt}\n")
+        try:
+            if self._smtp is None:
+                self._smtp = smtplib.SMTP(self.smtp_host, self.smtp_port, timeout=self.io_timeout)
+            self._smtp.send_message(msg)
+        except (smtplib.SMTPException, OSError) as exc:
+            self._smtp = None
+            if self.bugs.on("swallow_smtp_errors"):
+                # Origin: mail code that catches and logs transport errors (the "completed
+                # but no confirmation email" report in background/000): the job completes.
+                log(f"{self.job_id} step {index}: email failed ({exc}); ignored")
+                return
+            raise
+
+    def step_fail(self, index: int, step: Mapping[str, Any]) -> None:
+        times = step.get("times")
+        if times is None or self.attempt <= int(times):
+            raise StepFailed(f"step {index}: fail on attempt {self.attempt} (times={times})")
+
+    def step_crash(self, index: int, step: Mapping[str, Any]) -> None:
+        if self.attempt <= int(step.get("times", 1)):
+            os._exit(CRASH_EXIT_CODE)
