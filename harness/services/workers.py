@@ -7,6 +7,7 @@ real process started through :mod:`harness.procs`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -75,10 +76,8 @@ class WorkerProcess:
             return None
         if not signalled:
             self.signal(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(grace)
-        except subprocess.TimeoutExpired:
-            pass
         return procs.terminate(self.process, signal.SIGKILL, timeout=5)
 
     def wait(self, timeout: float) -> int:
