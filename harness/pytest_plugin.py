@@ -74,7 +74,8 @@ def worker_id(config: pytest.Config) -> str:
     return str(getattr(config, "workerinput", {}).get("workerid", "main"))
 
 
-def _sanitize(nodeid: str) -> str:
+def artifacts_name(nodeid: str) -> str:
+    """The name of a test's artifacts directory: its node id, made safe for a path."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:150]
 
 
@@ -146,7 +147,7 @@ def jobchaos_stack_factory(
 def jobchaos_artifacts(request: pytest.FixtureRequest, jobchaos_config: Config) -> Path:
     """A directory for this test's logs, history and report."""
     path = (jobchaos_config.artifacts_dir / worker_id(request.config)
-            / _sanitize(request.node.nodeid))
+            / artifacts_name(request.node.nodeid))
     path.mkdir(parents=True, exist_ok=True)
     request.config.stash[WROTE_ARTIFACTS_KEY] = True
     return path
@@ -303,7 +304,7 @@ def chaos_factory(
     @contextlib.contextmanager
     def new_run(label: str) -> Iterator[ChaosRun]:
         n = next(counter)
-        artifacts = jobchaos_artifacts / f"{n:03d}-{_sanitize(label)}"
+        artifacts = jobchaos_artifacts / f"{n:03d}-{artifacts_name(label)}"
         artifacts.mkdir(parents=True, exist_ok=True)
         db_name, db_url = jobchaos_stack.fresh_database()
         direct = Connections(redis_url=jobchaos_stack.fresh_redis_url(), database_url=db_url,

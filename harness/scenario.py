@@ -87,6 +87,8 @@ class ChaosRun:
         self._history: h.History | None = None
         self.judged = False
         self.started = time.monotonic()
+        self.nemesis_waits = 0.0  # seconds the scenario deliberately held faults or paused
+        self.recoveries = 0  # kills whose jobs only a lease expiry can recover
 
     # -- workers -------------------------------------------------------------------------
     def start_workers(self, size: int = 2, *, policy: Policy | None = None) -> WorkerPool:
@@ -119,17 +121,20 @@ class ChaosRun:
         """Wait a seeded random time up to ``longest``: the nemesis choosing when to strike."""
         delay = self.rng.uniform(0, longest)
         time.sleep(delay)
+        self.nemesis_waits += delay
         return delay
 
     def hold(self, seconds: float) -> None:
         """Keep a fault in place for ``seconds`` (a window derived from the policy)."""
         time.sleep(seconds)
+        self.nemesis_waits += seconds
 
     def kill_worker(self, index: int | None = None) -> str:
         """SIGKILL a worker (and its job children), as a crash or the OOM killer would."""
         w = self._workers()[self.pick_worker() if index is None else index]
         self._nemesis("inject", w.worker_id, "kill", {"pid": w.pid, "signal": "SIGKILL"})
         w.kill()
+        self.recoveries += 1
         return w.worker_id
 
     def signal_worker(self, index: int, sig: int) -> str:
@@ -312,9 +317,33 @@ class ChaosRun:
         (self.artifacts / "run.json").write_text(json.dumps({
             "scenario": self.name, "seed": self.spec.seed, "jobs": len(self.dispatched),
             "seconds": round(time.monotonic() - self.started, 3),
+            "forced_wait": round(self.forced_wait(), 3),
             "validity": str(self._result.validity) if self._result else None,
         }))
         self.recorder.close()
+
+
+    def forced_wait(self) -> float:
+        """The least time the policy forces on this run: the longest job chain (or all the
+        work spread over the workers, if longer), every lease a kill makes recovery wait for,
+        and the nemesis's own holds and pauses. Used by benchmarks/suite_time.py."""
+        chains = [job_chain(j, self.policy) for j in self.dispatched.values()]
+        workers = len(self.pool) if self.pool else 1
+        work = max(max(chains, default=0.0), sum(chains) / workers)
+        return work + self.recoveries * self.policy.lease + self.nemesis_waits
+
+
+def job_chain(j: Job, policy: Policy) -> float:
+    """Seconds one job needs at least: its attempts (each cut at the timeout) and backoffs."""
+    run = sum(float(s.get("seconds", 0)) for s in j.steps if s["op"] in ("sleep", "cpu"))
+    run += sum(float(s.get("hold", 0)) for s in j.steps if s["op"] == "alloc")
+    per_attempt = min(run, policy.job_timeout)
+    doomed = run > policy.job_timeout or any(
+        (s["op"] == "fail" and s.get("times") is None)
+        or (s["op"] == "alloc" and int(s["mb"]) > policy.memory_limit_mb) for s in j.steps)
+    failing = [int(s.get("times") or 0) for s in j.steps if s["op"] in ("fail", "crash")]
+    attempts = policy.max_tries if doomed else min(policy.max_tries, 1 + max(failing, default=0))
+    return attempts * per_attempt + sum(policy.backoff(k) for k in range(1, attempts))
 
 
 def assert_valid(result: CheckResult, text: str) -> None:

@@ -3,69 +3,82 @@
 
 Guards against the failures nobody thought to script: combinations and timings of crashes,
 deploys and link faults. A failure is believed only if the same schedule fails twice (a live
-system is not deterministic); the minimal schedule is printed with its seed and the one
-command that replays it.
+system is not deterministic); it is then shrunk, each candidate again run twice, and the
+minimal schedule is printed with its seed and the one command that replays it.
 """
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
 from harness.checkers import Validity
-from harness.schedules import Schedule, execute, save, schedules
+from harness.schedules import Schedule, execute, save, schedules, shrink
 
-BUDGET = {"pr": 3, "nightly": 25}  # examples per run
-
-
-def _judge(chaos_factory, schedule: Schedule, label: str) -> tuple[bool, str, str]:
-    """Run ``schedule`` twice if it fails; (failed both times, verdict, artifacts)."""
-    texts = []
-    for attempt in (1, 2):
-        with chaos_factory(f"{label}-run{attempt}") as run:
-            result = execute(run, schedule)
-            texts.append(run.render())
-            if result.validity is not Validity.INVALID:
-                return False, "", str(run.artifacts)
-            where = run.artifacts
-    return True, texts[-1], str(where)
+BUDGET = {"pr": 3, "nightly": 25}  # generated examples per run
+SHRINK_BUDGET = {"pr": 8, "nightly": 24}  # shrink candidates per failure
 
 
-class ScheduleFailed(AssertionError):
-    """A schedule whose history was invalid twice in a row."""
+class Judge:
+    """Runs schedules on fresh worlds; remembers the verdict of the last believed failure."""
+
+    def __init__(self, chaos_factory) -> None:
+        self.factory = chaos_factory
+        self.labels = itertools.count(1)
+        self.verdict = ""
+        self.artifacts = Path()
+
+    def fails(self, schedule: Schedule) -> bool:
+        """True only if ``schedule`` gives an invalid history twice in a row."""
+        label = f"schedule{next(self.labels)}"
+        for attempt in (1, 2):
+            with self.factory(f"{label}-run{attempt}") as run:
+                result = execute(run, schedule)
+                if result.validity is not Validity.INVALID:
+                    return False
+                self.verdict, self.artifacts = run.render(), run.artifacts
+        return True
+
+    def report(self, schedule: Schedule, seed: int, note: str = "") -> str:
+        path = save(schedule, self.artifacts / "schedule.json")
+        return (f"fault schedule failed twice (seed {seed}){note}:\n{schedule.describe()}\n\n"
+                f"replay: pytest scenarios/test_fault_schedules.py --jobchaos-replay {path}\n\n"
+                f"{self.verdict}")
 
 
-def _failure(schedule: Schedule, verdict: str, artifacts: str, seed: int) -> ScheduleFailed:
-    path = save(schedule, Path(artifacts) / "schedule.json")
-    return ScheduleFailed(
-        f"fault schedule failed twice (seed {seed}):\n{schedule.describe()}\n\n"
-        f"replay: pytest scenarios/test_fault_schedules.py --jobchaos-replay {path}\n\n{verdict}")
+class Falsified(AssertionError):
+    def __init__(self, schedule: Schedule) -> None:
+        super().__init__(schedule.describe())
+        self.schedule = schedule
 
 
 def test_fault_schedules(chaos_factory, jobchaos_config, jobchaos_profile, jobchaos_seed):
+    judge = Judge(chaos_factory)
     if jobchaos_config.replay is not None:
         schedule = Schedule.from_json(jobchaos_config.replay.read_text())
-        failed, verdict, artifacts = _judge(chaos_factory, schedule, "replay")
-        if failed:
-            pytest.fail(str(_failure(schedule, verdict, artifacts, jobchaos_seed)), pytrace=False)
+        if judge.fails(schedule):
+            pytest.fail(judge.report(schedule, jobchaos_seed, " on replay"), pytrace=False)
         return
 
-    examples = iter(range(1, 10**6))
-
     @settings(max_examples=BUDGET[jobchaos_profile.name], deadline=None, database=None,
-              derandomize=False, phases=(Phase.generate, Phase.shrink),
-              suppress_health_check=list(HealthCheck))
+              phases=(Phase.generate,), suppress_health_check=list(HealthCheck))
     @given(schedules(max_jobs=jobchaos_profile.jobs, max_events=6, horizon=2.0,
                      workers=jobchaos_profile.workers))
     def property_holds(schedule: Schedule) -> None:
-        failed, verdict, artifacts = _judge(chaos_factory, schedule, f"example{next(examples)}")
-        if failed:
-            raise _failure(schedule, verdict, artifacts, jobchaos_seed)
+        if judge.fails(schedule):
+            raise Falsified(schedule)
 
-    property_holds._hypothesis_internal_use_seed = jobchaos_seed  # replayable from the seed
+    property_holds._hypothesis_internal_use_seed = jobchaos_seed  # the seed replays the search
     try:
         property_holds()
-    except ScheduleFailed as exc:  # the minimal failing schedule, after shrinking
-        pytest.fail(str(exc), pytrace=False)
+    except Falsified as found:
+        minimal, tried = shrink(found.schedule, judge.fails,
+                                budget=SHRINK_BUDGET[jobchaos_profile.name])
+        judge.fails(minimal)  # leaves the minimal schedule's verdict and artifacts to report
+        pytest.fail(judge.report(minimal, jobchaos_seed,
+                                 f", shrunk from {found.schedule.fault_events} to "
+                                 f"{minimal.fault_events} events in {tried} candidates"),
+                    pytrace=False)
