@@ -23,7 +23,8 @@ SHRINK_BUDGET = {"pr": 8, "nightly": 24}  # shrink candidates per failure
 
 
 class Judge:
-    """Runs schedules on fresh worlds; remembers the verdict of the last believed failure."""
+    """Runs schedules on fresh worlds; remembers the verdict of the last believed failure
+    (during shrinking, that of the smallest failing schedule so far)."""
 
     def __init__(self, chaos_factory) -> None:
         self.factory = chaos_factory
@@ -39,7 +40,8 @@ class Judge:
                 result = execute(run, schedule)
                 if result.validity is not Validity.INVALID:
                     return False
-                self.verdict, self.artifacts = run.render(), run.artifacts
+                verdict, artifacts = run.render(), run.artifacts
+        self.verdict, self.artifacts = verdict, artifacts  # believed: it failed twice
         return True
 
     def report(self, schedule: Schedule, seed: int, note: str = "") -> str:
@@ -74,11 +76,10 @@ def test_fault_schedules(chaos_factory, jobchaos_config, jobchaos_profile, jobch
     property_holds._hypothesis_internal_use_seed = jobchaos_seed  # the seed replays the search
     try:
         property_holds()
+        return
     except Falsified as found:
-        minimal, tried = shrink(found.schedule, judge.fails,
-                                budget=SHRINK_BUDGET[jobchaos_profile.name])
-        judge.fails(minimal)  # leaves the minimal schedule's verdict and artifacts to report
-        pytest.fail(judge.report(minimal, jobchaos_seed,
-                                 f", shrunk from {found.schedule.fault_events} to "
-                                 f"{minimal.fault_events} events in {tried} candidates"),
-                    pytrace=False)
+        failing = found.schedule
+    minimal, tried = shrink(failing, judge.fails, budget=SHRINK_BUDGET[jobchaos_profile.name])
+    pytest.fail(judge.report(minimal, jobchaos_seed, f", shrunk from {failing.fault_events} to "
+                             f"{minimal.fault_events} events in {tried} candidates"),
+                pytrace=False)

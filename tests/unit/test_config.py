@@ -78,3 +78,12 @@ def test_every_setting_has_option_env_and_ini_of_one_name():
 def test_config_is_frozen():
     with pytest.raises(AttributeError):
         _resolve().pg_user = "root"  # type: ignore[misc]
+
+
+def test_scenario_settings():
+    cfg = _resolve(options={"worker_cmd": "python -m my.worker --fast", "profile": "nightly"},
+                   env={"REFERENCE_WORKER_BUGS": "ack_early", "JOBCHAOS_SEED": "42"})
+    assert cfg.worker_cmd == ("python", "-m", "my.worker", "--fast")
+    assert (cfg.profile, cfg.seed, cfg.worker_bugs) == ("nightly", 42, "ack_early")
+    with pytest.raises(ConfigError, match="expected one of pr, nightly"):
+        _resolve(env={"JOBCHAOS_PROFILE": "weekly"})
