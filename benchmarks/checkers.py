@@ -22,6 +22,7 @@ import cProfile
 import json
 import os
 import pstats
+import resource
 import sys
 import tempfile
 import time
@@ -169,6 +170,8 @@ def main() -> None:
         print(f"ratio:  check/load = {t_check / t_load:.2f}")
         print(f"verdict: {result.validity}; "
               + ", ".join(f"{k}={v}" for k, v in result.counts.items() if v))
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kB -> GB
+        print(f"memory: peak {peak:.1f} GB (resident)")
         ok_speed = args.jobs / t_check >= 500_000
         print(f"targets: >= 500,000 jobs/s: {'met' if ok_speed else 'MISSED'}; "
               f"check no slower than load: {'met' if t_check <= t_load else 'MISSED'}")

@@ -4,18 +4,22 @@ of dicts are made. Used through :func:`harness.history.load`."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 from array import array
-from collections.abc import Iterator
-from itertools import compress, repeat
-from operator import is_
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from itertools import compress, groupby, repeat
+from operator import is_, is_not
 from typing import Any, Final
 
-try:  # optional: about a quarter faster loading when installed
-    import orjson as _orjson
+try:  # a dependency: parses about twice as fast as the standard library
+    import orjson
+
+    _parse: Callable[[bytes], Any] = orjson.loads
 except ImportError:  # pragma: no cover - depends on the environment
-    _orjson = None
+    _parse = json.loads
 
 BLOCK: Final = 1 << 18  # bytes parsed at a time: small enough that parsed ops stay in cache
 _FIELDS: Final = ("type", "process", "f", "value", "time", "wall")
@@ -25,11 +29,37 @@ class HistoryError(ValueError):
     """A history file or op that does not follow the format."""
 
 
+class _Missing:
+    """The value of a field an op's value does not have (see ``History.field``)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final[Any] = _Missing()
+
+
+def field_of(values: list[Any], key: str) -> list[Any]:
+    """``value[key]`` of each value (:data:`MISSING` where it has none, or is no object)."""
+    try:
+        return list(map(dict.get, values, repeat(key), repeat(MISSING)))
+    except TypeError:  # a value that is not an object
+        return [v.get(key, MISSING) if isinstance(v, dict) else MISSING for v in values]
+
+
 def read_columns(blocks: Iterator[bytes], source: str, op_types: frozenset[str],
-                 dispatch: str) -> Columns:
+                 dispatch: str, extract: Mapping[str, tuple[str, ...]],
+                 names: frozenset[str] = frozenset()) -> Columns:
     """Parse JSONL blocks (cut anywhere) into columns; ``op_types`` are the valid op types,
-    ``dispatch`` the function whose invocations carry step lists."""
-    cols = Columns(op_types, dispatch)
+    ``dispatch`` the function whose invocations carry step lists, ``extract`` the fields
+    of values to gather per function (``Columns.fields``), of which those in ``names`` hold
+    names (stored once each)."""
+    cols = Columns(op_types, dispatch, extract, names)
     rest = b""
     line = 1
     was_enabled = gc.isenabled()
@@ -45,6 +75,11 @@ def read_columns(blocks: Iterator[bytes], source: str, op_types: frozenset[str],
             before = len(cols.types)
             cols.add(rest, line, source, maybe_cut=True)
             cols.truncated = len(cols.types) == before
+        if was_enabled:
+            # The collector's pass over the new objects, done here once (it is the cost of
+            # making them), not at whatever allocation comes next: the objects move to the
+            # oldest generation, and later young collections skip them.
+            gc.collect(1)
     finally:
         if was_enabled:
             gc.enable()
@@ -53,11 +88,20 @@ def read_columns(blocks: Iterator[bytes], source: str, op_types: frozenset[str],
 
 class Columns:
     """Columns being loaded. Repeated strings (types, processes, functions, job ids) and equal
-    step lists are stored once: less memory, and later passes touch fewer objects."""
+    step lists are stored once: less memory, and later passes touch fewer objects. The fields
+    checkers read are gathered while each block's values are fresh in the cache:
+    ``fields[(f, key)]`` is ``field_of(values of f's ops, key)``."""
 
-    def __init__(self, op_types: frozenset[str], dispatch: str) -> None:
+    def __init__(self, op_types: frozenset[str], dispatch: str,
+                 extract: Mapping[str, tuple[str, ...]], names: frozenset[str] = frozenset()
+                 ) -> None:
         self.op_types = op_types
         self.dispatch = dispatch
+        self.extract = extract
+        self.named = names
+        self.runs: dict[str, list[tuple[int, int]]] = {}  # f -> runs of its ops (start, stop)
+        self.fields: dict[tuple[str, str], list[Any]] = {
+            (f, k): [] for f, keys in extract.items() for k in keys}
         self.truncated = False
         self.types: list[str] = []
         self.processes: list[str] = []
@@ -78,7 +122,7 @@ class Columns:
         body = text[:-1] if text.endswith(b"\n") else text
         try:
             array = b"[" + body.replace(b"\n", b",") + b"]"
-            objs = _orjson.loads(array) if _orjson is not None else json.loads(array)
+            objs = _parse(array)
             lines = None
         except ValueError:
             objs, lines = _parse_lines(body, line, source, maybe_cut)
@@ -101,19 +145,39 @@ class Columns:
         processes = [o["process"] for o in objs]
         self.processes.extend(map(names.setdefault, processes, processes))
         fs = [o["f"] for o in objs]
-        self.fs.extend(map(names.setdefault, fs, fs))
+        fs = list(map(names.setdefault, fs, fs))
         values = [o["value"] for o in objs]
         self.times.extend([o["time"] for o in objs])
         self.walls.extend([o["wall"] for o in objs])
         raw = [v.get("job") if v.__class__ is dict else None for v in values]
         jobs = list(map(self._jobs.setdefault, raw, raw))
-        self.codes.extend(self._encode(jobs))
-        for v, j, r in zip(values, jobs, raw, strict=True):
-            if j is not r:  # share one string per job id
-                v["job"] = j
-        for k in compress(range(len(fs)), map(self.dispatch.__eq__, fs)):
-            if types[k] == "invoke":
-                self._share_steps(values[k])
+        codes = self._encode(jobs)
+        # Share one string per job id.
+        other = list(map(is_not, jobs, raw))
+        deque(map(dict.__setitem__, compress(values, other), repeat("job"),
+                  compress(jobs, other)), maxlen=0)
+        start = 0
+        for f, run in groupby(fs):  # long runs of one function
+            stop = start + len(list(run))
+            runs = self.runs.setdefault(f, [])
+            if runs and runs[-1][1] == first + start:
+                runs[-1] = (runs[-1][0], first + stop)
+            else:
+                runs.append((first + start, first + stop))
+            keys = self.extract.get(f)
+            if f == self.dispatch:
+                self._share_steps(values[start:stop], types[start:stop])
+            if keys:
+                part = values[start:stop]
+                for k in keys:
+                    got = field_of(part, k)
+                    if k in self.named:
+                        with contextlib.suppress(TypeError):  # unhashable: keep them as they are
+                            got = list(map(names.setdefault, got, got))
+                    self.fields[(f, k)].extend(got)
+            start = stop
+        self.fs.extend(fs)
+        self.codes.extend(codes)
         self.values.extend(values)
         self.jobs.extend(jobs)
 
@@ -132,15 +196,24 @@ class Columns:
             codes[k] = code
         return codes
 
-    def _share_steps(self, value: Any) -> None:
+    def _share_steps(self, values: list[Any], types: list[str]) -> None:
         # Jobs are built from a few step templates: equal step lists are stored once.
-        steps = value.get("steps") if value.__class__ is dict else None
-        if steps.__class__ is list:
+        steps = field_of(values, "steps")
+        known = self._steps
+        for k in compress(range(len(steps)), map(is_, map(type, steps), repeat(list))):
+            if types[k] != "invoke":
+                continue
+            s = steps[k]
             try:
-                key = tuple(tuple(s.items()) if s.__class__ is dict else s for s in steps)
-                value["steps"] = self._steps.setdefault(key, steps)
+                try:
+                    key: Any = tuple(map(tuple, map(dict.items, s)))
+                except TypeError:  # a step that is not an object
+                    key = tuple(tuple(x.items()) if x.__class__ is dict else x for x in s)
+                shared = known.setdefault(key, s)
             except TypeError:  # an unhashable parameter: keep this list as it is
-                pass
+                continue
+            if shared is not s:
+                values[k]["steps"] = shared
 
 
 def _parse_lines(body: bytes, line: int, source: str, maybe_cut: bool

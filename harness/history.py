@@ -22,13 +22,14 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from itertools import groupby
+from itertools import chain, groupby
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Final, Literal, TypeAlias, TypeVar, cast, overload
 
 from harness import _history_loader as _loader
-from harness._history_loader import Columns, HistoryError, read_columns
+from harness._history_loader import MISSING as MISSING
+from harness._history_loader import Columns, HistoryError, field_of, read_columns
 
 JSON: TypeAlias = bool | int | float | str | list["JSON"] | dict[str, "JSON"] | None
 JobId: TypeAlias = str | int
@@ -51,6 +52,16 @@ ATTEMPT: Final = "attempt"  # observer, ok: {job, attempt?, worker?, at, ended?,
 PROBE: Final = "probe"  # observer, ok: {available, reason?}
 STATE: Final = "state"  # observer, ok: {job, state, worker?, reason?, at?}
 LOCK: Final = "lock"  # observer, ok: {key, job?, holder?, ttl, age?}
+
+# The fields of values the checkers read, gathered by the loader (``History.field``).
+FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
+    DISPATCH: ("steps",),
+    EFFECT: ("step", "kind"),
+    OUTCOME: ("status", "at"),
+    ATTEMPT: ("at", "ended", "result"),
+    STATE: ("state",),
+}
+_NAMED: Final = frozenset({"kind", "status", "result", "state"})  # fields holding names
 
 EffectKind: TypeAlias = Literal["db_write", "email"]
 OutcomeStatus: TypeAlias = Literal["completed", "failed"]
@@ -247,7 +258,9 @@ class History(Sequence[Op]):
     def __init__(self, types: list[str], processes: list[str], fs: list[str],
                  values: list[Any], times: list[int], walls: list[float],
                  jobs: list[Any] | None = None, codes: array[int] | None = None,
-                 job_ids: list[Any] | None = None, *, truncated: bool = False) -> None:
+                 job_ids: list[Any] | None = None, *, truncated: bool = False,
+                 fields: Mapping[tuple[str, str], list[Any]] | None = None,
+                 runs: dict[str, list[tuple[int, int]]] | None = None) -> None:
         n = len(types)
         if jobs is None:
             jobs = [v.get("job") if isinstance(v, dict) else None for v in values]
@@ -266,6 +279,10 @@ class History(Sequence[Op]):
         self.job_ids = job_ids
         self.truncated = truncated  # the last line was cut (the run crashed mid-write)
         self._derived: dict[str, object] = {}
+        for (f, key), col in (fields or {}).items():  # gathered by the loader
+            self._derived[f"field:{f}:{key}"] = col
+        if runs is not None:  # found by the loader
+            self._derived["runs-by-f"] = runs
 
     @classmethod
     def from_ops(cls, ops: Iterable[Op | tuple[str, str, str, Any, int, float]]) -> History:
@@ -315,13 +332,14 @@ class History(Sequence[Op]):
 
     def indices(self, f: str) -> list[int]:
         """Indices of the ops whose ``f`` is ``f``, in history order."""
-        return self.derived("indices-by-f", _group_by_f)[0].get(f, [])
+        return self.derived(f"indices:{f}", lambda h: list(
+            chain.from_iterable(range(start, stop) for start, stop in h.runs(f))))
 
     def runs(self, f: str) -> list[tuple[int, int]]:
         """The ops whose ``f`` is ``f`` as runs of consecutive indices ``(start, stop)``: a
         history is mostly long runs (the dispatches, then each kind of observation), so
         columns sliced by run are read at C speed."""
-        return self.derived("indices-by-f", _group_by_f)[1].get(f, [])
+        return self.derived("runs-by-f", _runs_by_f).get(f, [])
 
     def column(self, column: Sequence[Any] | array[int], f: str) -> list[Any]:
         """The values of ``column`` (one of this history's columns) for the ops of ``f``."""
@@ -330,6 +348,12 @@ class History(Sequence[Op]):
             part = column[start:stop]
             out.extend(part.tolist() if isinstance(part, array) else part)
         return out
+
+    def field(self, f: str, key: str) -> list[Any]:
+        """``value[key]`` of each op of ``f`` (aligned with :meth:`indices`), :data:`MISSING`
+        where the value has no ``key`` or is not an object. The loader gathers the fields
+        checkers read as it parses (``FIELDS``); others are gathered on first use."""
+        return self.derived(f"field:{f}:{key}", lambda h: field_of(h.column(h.values, f), key))
 
     def ops(self, f: str | None = None, *, type: str | None = None,
             process: str | None = None) -> Iterator[Op]:
@@ -403,19 +427,16 @@ def _encode(jobs: list[Any]) -> tuple[array[int], list[Any]]:
     return codes, list(code_of)
 
 
-def _group_by_f(h: History) -> tuple[dict[str, list[int]], dict[str, list[tuple[int, int]]]]:
-    # Ops come in long runs of the same f, so grouping runs keeps this at C speed.
-    indices: dict[str, list[int]] = {}
+def _runs_by_f(h: History) -> dict[str, list[tuple[int, int]]]:
+    # Ops come in long runs of the same f, so grouping runs keeps this at C speed (the
+    # loader finds them as it parses).
     runs: dict[str, list[tuple[int, int]]] = {}
     start = 0
-    for f, run in groupby(range(len(h.fs)), h.fs.__getitem__):
-        ids = indices.setdefault(f, [])
-        before = len(ids)
-        ids.extend(run)
-        stop = start + len(ids) - before
+    for f, run in groupby(h.fs):
+        stop = start + len(list(run))
         runs.setdefault(f, []).append((start, stop))
         start = stop
-    return indices, runs
+    return runs
 
 
 def _fault_spans(h: History) -> tuple[FaultSpan, ...]:
@@ -554,15 +575,16 @@ def load(path: str | os.PathLike[str]) -> History:
     marked ``truncated``; any other bad line is a :class:`HistoryError` naming the line."""
     with open(path, "rb") as fh:
         return _from_columns(read_columns(iter(lambda: fh.read(_loader.BLOCK), b""), str(path),
-                                          OP_TYPES, DISPATCH))
+                                          OP_TYPES, DISPATCH, FIELDS, _NAMED))
 
 
 def loads(data: bytes | str, *, source: str = "<history>") -> History:
     """Parse JSONL history text (see :func:`load`)."""
     raw = data.encode("utf-8") if isinstance(data, str) else data
-    return _from_columns(read_columns(iter([raw]), source, OP_TYPES, DISPATCH))
+    return _from_columns(read_columns(iter([raw]), source, OP_TYPES, DISPATCH, FIELDS, _NAMED))
 
 
 def _from_columns(cols: Columns) -> History:
     return History(cols.types, cols.processes, cols.fs, cols.values, cols.times, cols.walls,
-                   cols.jobs, cols.codes, cols.job_ids, truncated=cols.truncated)
+                   cols.jobs, cols.codes, cols.job_ids, truncated=cols.truncated,
+                   fields=cols.fields, runs=cols.runs)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import gc
 from array import array
+from bisect import bisect_left
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property
 from itertools import compress, repeat
+from operator import eq, is_, le, lt, not_, or_
 from typing import Any
 
 from harness.history import (
@@ -24,6 +26,7 @@ from harness.history import (
     DRAIN,
     EFFECT,
     LOCK,
+    MISSING,
     OUTCOME,
     PROBE,
     STATE,
@@ -52,8 +55,22 @@ def facts(history: History) -> Facts:
 # --- job maps: one byte per job code ----------------------------------------------------------
 
 
-def job_map(n: int, codes: Iterable[int]) -> int:
-    """The set of ``codes`` (all in ``range(n)``) as an integer: byte ``c`` is 1 for code c."""
+def span(codes: Iterable[int]) -> range | None:
+    """``codes`` as a range when they are consecutive increasing numbers (as when jobs are
+    dispatched once each, in order), else None; the cheap test comes first."""
+    if isinstance(codes, list | array) and codes and codes[-1] - codes[0] == len(codes) - 1:
+        r = range(codes[0], codes[-1] + 1)
+        if codes == (array(codes.typecode, r) if isinstance(codes, array) else list(r)):
+            return r
+    return None
+
+
+def job_map(n: int, codes: Iterable[int], r: range | None = None) -> int:
+    """The set of ``codes`` (all in ``range(n)``) as an integer: byte ``c`` is 1 for code c.
+    ``r``: ``span(codes)``, when known."""
+    r = span(codes) if r is None else r
+    if r is not None and r.start >= 0 and r.stop <= n:
+        return int.from_bytes(b"\1" * len(r), "little") << (8 * r.start)
     flags = bytearray(n)
     deque(map(flags.__setitem__, codes, repeat(1)), maxlen=0)
     return int.from_bytes(flags, "little")
@@ -66,23 +83,46 @@ def members(m: int, n: int) -> list[int]:
     return list(compress(range(n), m.to_bytes(n, "little")))
 
 
-def first_index(n: int, codes: list[int], idx: list[int]) -> array[int]:
-    """code -> index of the code's first op among ``idx`` (-1: none)."""
+def first_index(n: int, codes: Sequence[int], idx: Sequence[int], r: range | None = None
+                ) -> array[int]:
+    """code -> index of the code's first op among ``idx`` (-1: none). ``r``: ``span(codes)``,
+    when known."""
+    r = span(codes) if r is None else r
+    if r is not None and r.start >= 0 and r.stop <= n:
+        none = array("i", [-1])
+        return none * r.start + array("i", idx) + none * (n - r.stop)
     out = array("i", [-1]) * n
     deque(map(out.__setitem__, reversed(codes), reversed(idx)), maxlen=0)
     return out
 
 
-def last_index(n: int, codes: list[int], idx: list[int]) -> array[int]:
+def last_index(n: int, codes: Iterable[int], idx: Iterable[int]) -> array[int]:
     """code -> index of the code's last op among ``idx`` (-1: none)."""
     out = array("i", [-1]) * n
     deque(map(out.__setitem__, codes, idx), maxlen=0)
     return out
 
 
-def distinct(codes: list[int]) -> list[int]:
-    """``codes`` without repeats, in order of first appearance."""
+def distinct(codes: Sequence[int], r: range | None = None) -> Sequence[int]:
+    """``codes`` without repeats, in order of first appearance. ``r``: ``span(codes)``, when
+    known."""
+    if r is not None or span(codes) is not None:
+        return codes
     return codes if len(set(codes)) == len(codes) else list(dict.fromkeys(codes))
+
+
+def required(column: list[Any], key: str) -> list[Any]:
+    """A field every value must have: ``value[key]`` raises where one has not."""
+    if any(map(is_, column, repeat(MISSING))):
+        raise KeyError(key)
+    return column
+
+
+def optional(column: list[Any]) -> list[Any]:
+    """A field values may lack: ``value.get(key)`` (None where one has not)."""
+    if any(map(is_, column, repeat(MISSING))):
+        return [None if v is MISSING else v for v in column]
+    return column
 
 
 class Facts:
@@ -96,17 +136,40 @@ class Facts:
     def job(self, code: int) -> JobId:
         return self.ids[code]  # type: ignore[no-any-return]
 
-    def of(self, f: str, *, need_job: bool = True) -> tuple[list[int], list[int]]:
-        """The indices of the ops of function ``f``, and their job codes (-1: none; an op
-        that must name a job and does not is an error, making the checker unknown)."""
-        idx = self.h.indices(f)
-        out: list[int] = self.h.column(self.h.codes, f)
-        if need_job and -1 in out:
-            i = idx[out.index(-1)]
-            raise ValueError(f"op #{i} ({f}) names no job: {self.h.values[i]!r}")
-        return idx, out
+    def of(self, f: str, *, need_job: bool = True) -> tuple[Sequence[int], array[int]]:
+        """The indices of the ops of function ``f`` (a range when they are consecutive), and
+        their job codes (-1: none; an op that must name a job and does not is an error,
+        making the checker unknown). No Python object per op is kept."""
+        key = f"of-{f}"
+        if key not in self.__dict__:
+            runs = self.h.runs(f)
+            idx: Sequence[int]
+            if len(runs) == 1:
+                idx = range(*runs[0])
+            else:
+                idx = array("i")
+                for start, stop in runs:
+                    idx.extend(range(start, stop))
+            self.__dict__[key] = idx
+        return self.__dict__[key], self.codes(f, need_job=need_job)
 
-    def map_of(self, codes: Iterable[int]) -> int:
+    def codes(self, f: str, *, need_job: bool = True) -> array[int]:
+        """The job codes of the ops of function ``f`` (see :meth:`of`)."""
+        key = f"codes-{f}"
+        if key not in self.__dict__:
+            out, codes = array("i"), self.h.codes
+            for start, stop in self.h.runs(f):
+                out.extend(codes[start:stop])
+            self.__dict__[key] = out, bool(out) and min(out) < 0
+        out, some_none = self.__dict__[key]
+        if need_job and some_none:
+            i = self.of(f, need_job=False)[0][out.index(-1)]
+            raise ValueError(f"op #{i} ({f}) names no job: {self.h.values[i]!r}")
+        return out  # type: ignore[no-any-return]
+
+    def map_of(self, codes: Sequence[int]) -> int:
+        if min(codes, default=0) >= 0:
+            return job_map(self.n, codes)
         return job_map(self.n, (c for c in codes if c >= 0))
 
     def members(self, m: int) -> list[int]:
@@ -121,19 +184,22 @@ class Facts:
     # --- outcomes ---------------------------------------------------------------------------
 
     @cached_property
-    def outcome_ops(self) -> tuple[list[int], list[int], list[str]]:
+    def outcome_ops(self) -> tuple[Sequence[int], array[int], list[str]]:
         """(indices, codes, statuses) of the outcome ops."""
         idx, codes = self.of(OUTCOME)
-        values = self.h.values
-        return idx, codes, [values[i]["status"] for i in idx]
+        return idx, codes, required(self.h.field(OUTCOME, "status"), "status")
 
-    def _status(self, status: str) -> tuple[list[int], list[int]]:
+    def _status(self, status: str) -> tuple[Sequence[int], array[int]]:
         """(indices, codes) of the outcomes with this status."""
         key = f"status-{status}"
         if key not in self.__dict__:
             idx, codes, statuses = self.outcome_ops
-            sel = list(map(status.__eq__, statuses))
-            self.__dict__[key] = list(compress(idx, sel)), list(compress(codes, sel))
+            if statuses.count(status) == len(statuses):
+                self.__dict__[key] = idx, codes
+            else:
+                sel = list(map(status.__eq__, statuses))
+                self.__dict__[key] = (array("i", compress(idx, sel)),
+                                      array("i", compress(codes, sel)))
         return self.__dict__[key]  # type: ignore[no-any-return]
 
     @cached_property
@@ -143,12 +209,13 @@ class Facts:
         return last_index(self.n, codes, idx)
 
     @cached_property
-    def completed_codes(self) -> list[int]:
-        return distinct(self._status("completed")[1])
+    def completed_map(self) -> int:
+        return job_map(self.n, self._status("completed")[1])
 
     @cached_property
-    def completed_map(self) -> int:
-        return job_map(self.n, self.completed_codes)
+    def n_completed(self) -> int:
+        """How many jobs were reported completed."""
+        return self.completed_map.bit_count()
 
     @cached_property
     def failed(self) -> dict[int, int]:
@@ -164,7 +231,7 @@ class Facts:
     def outcome_counts(self) -> Counter[int] | None:
         """Outcomes per job code, or None when no job has more than one (the usual case)."""
         n_ops = len(self.outcome_ops[0])
-        if len(self.completed_codes) + len(self.failed) == n_ops and not (
+        if self.n_completed + len(self.failed) == n_ops and not (
                 self.completed_map & self.failed_map):
             return None
         return Counter(self.outcome_ops[1])
@@ -180,60 +247,99 @@ class Facts:
     # --- effects ----------------------------------------------------------------------------
 
     @cached_property
-    def effect_ops(self) -> tuple[list[int], list[int], list[Any], list[Any]]:
-        """(indices, codes, steps, kinds) of the effect ops."""
-        idx, codes = self.of(EFFECT)
-        values = self.h.values
-        vals = [values[i] for i in idx]
-        return idx, codes, [v["step"] for v in vals], [v["kind"] for v in vals]
+    def effect_ops(self) -> tuple[array[int], list[Any], list[Any]]:
+        """(codes, steps, kinds) of the effect ops."""
+        codes = self.codes(EFFECT)
+        h = self.h
+        return (codes, required(h.field(EFFECT, "step"), "step"),
+                required(h.field(EFFECT, "kind"), "kind"))
 
     @cached_property
     def effect_map(self) -> int:
         """Jobs with at least one effect."""
-        return self.map_of(self.effect_ops[1])
+        return self.map_of(self.effect_ops[0])
 
     # --- attempts ---------------------------------------------------------------------------
 
     @cached_property
-    def attempt_ops(self) -> tuple[list[int], list[int]]:
+    def attempt_ops(self) -> tuple[Sequence[int], array[int]]:
         return self.of(ATTEMPT)
 
     @cached_property
-    def attempt_counts(self) -> array[int]:
+    def attempt_counts(self) -> Counter[int]:
         """code -> number of attempts."""
-        counts = array("i", [0]) * self.n
-        for c in self.attempt_ops[1]:
-            if c >= 0:
-                counts[c] += 1
-        return counts
+        return Counter(self.attempt_ops[1])
+
+    @cached_property
+    def most_attempts(self) -> int:
+        """The most attempts any job had."""
+        return max(map(len, self.runs.values()), default=1 if self.attempt_ops[0] else 0)
+
+    def n_attempts(self, c: int) -> int:
+        """How many attempts job ``c`` had."""
+        runs = self.runs.get(c)
+        if runs is not None:
+            return len(runs)
+        if self.__dict__.get("attempts_ordered"):  # then codes are sorted
+            codes = self.attempt_ops[1]
+            k = bisect_left(codes, c)
+            return int(k < len(codes) and codes[k] == c)
+        return self.attempt_counts[c]
 
     @cached_property
     def attempt_map(self) -> int:
         return self.map_of(self.attempt_ops[1])
 
     @cached_property
-    def retried(self) -> dict[int, list[int]]:
-        """Job codes with more than one attempt -> their attempt op indices, in order."""
-        idx, codes = self.attempt_ops
-        if len(set(codes)) == len(codes):
-            return {}
-        counts = self.attempt_counts
-        out: dict[int, list[int]] = {}
-        for i, c in zip(idx, codes, strict=True):
-            if c >= 0 and counts[c] > 1:
-                out.setdefault(c, []).append(i)
-        return out
-
-    @cached_property
-    def runs(self) -> dict[int, list[tuple[float, float | None, str | None, int]]]:
+    def runs(self) -> dict[int, list[tuple[Any, Any, Any, int]]]:
         """Jobs with more than one attempt -> (at, ended, result, index) of each, by start."""
+        idx, codes = self.attempt_ops
+        same = list(map(eq, codes, codes[1:]))  # attempts k and k + 1 are of one job
+        # The usual case: attempts listed by job, so each job's attempts are together.
+        ordered = self.__dict__["attempts_ordered"] = all(map(le, codes, codes[1:]))
+        if ordered and not any(same):
+            return {}
+        n_jobs = len(codes) - sum(same) if ordered else len(set(codes))
+        if n_jobs == len(codes):
+            return {}
+        if n_jobs == len(codes) - sum(same):  # each job's attempts are together: take them so
+            fast = self._runs_together(idx, codes, same)
+            if fast is not None:
+                return fast
         values = self.h.values
+        counts = self.attempt_counts
+        retried: dict[int, list[int]] = {}
+        for i, c in zip(idx, codes, strict=True):
+            if counts[c] > 1:
+                retried.setdefault(c, []).append(i)
         out = {}
-        for c, attempts in self.retried.items():
+        for c, attempts in retried.items():
             vals = [values[i] for i in attempts]
             out[c] = sorted(zip([v["at"] for v in vals], [v.get("ended") for v in vals],
                                 [v.get("result") for v in vals], attempts, strict=True))
         return out
+
+    def _runs_together(self, idx: Sequence[int], codes: array[int], same: list[bool]
+                       ) -> dict[int, list[tuple[Any, Any, Any, int]]] | None:
+        """:attr:`runs` when each job's attempts are consecutive ops and in order of start
+        (None when they are not: the general way sorts them)."""
+        h = self.h
+        keep = list(map(or_, [False, *same], [*same, False]))  # attempts of retried jobs
+        at = list(compress(h.field(ATTEMPT, "at"), keep))
+        required(at, "at")
+        kept = list(compress(codes, keep))
+        pairs = list(map(eq, kept, kept[1:]))
+        try:
+            if not all(compress(map(lt, at, at[1:]), pairs)):
+                return None
+        except TypeError:
+            return None
+        rows = list(zip(at, optional(list(compress(h.field(ATTEMPT, "ended"), keep))),
+                        optional(list(compress(h.field(ATTEMPT, "result"), keep))),
+                        compress(idx, keep), strict=True))
+        starts = [0, *compress(range(1, len(kept)), map(not_, pairs))]
+        return {kept[a]: rows[a:b] for a, b in zip(starts, [*starts[1:], len(kept)],
+                                                        strict=True)}
 
     # --- probe ------------------------------------------------------------------------------
 
@@ -317,19 +423,32 @@ class DispatchFacts:
         self.fx = fx
         idx, codes = fx.of(DISPATCH)
         kinds = h.column(h.types, DISPATCH)
-        by_type: dict[str, tuple[list[int], list[int]]] = {}
+        steps = h.field(DISPATCH, "steps")
+        by_type: dict[str, tuple[Sequence[int], Sequence[int]]] = {}
+        if len(kinds) % 2 == 0 and kinds == ["invoke", "ok"] * (len(kinds) // 2):
+            # The usual case: each invocation acknowledged at once.
+            by_type = {"invoke": (idx[0::2], codes[0::2]), "ok": (idx[1::2], codes[1::2]),
+                       "fail": ([], []), "info": ([], [])}
+            self._steps = steps[0::2]
         for t in ("invoke", "ok", "fail", "info"):
+            if t in by_type:
+                continue
             if t in ("fail", "info") and len(by_type["invoke"][0]) + len(by_type["ok"][0]) == len(
                     idx):
                 by_type[t] = [], []  # the usual case: only invocations and acknowledgements
                 continue
             sel = list(map(t.__eq__, kinds))
             by_type[t] = list(compress(idx, sel)), list(compress(codes, sel))
+            if t == "invoke":
+                self._steps = list(compress(steps, sel))
         inv, inv_codes = by_type["invoke"]
+        self._inv_codes = inv_codes
         self.n_invokes = len(inv)
-        self.first_invoke = first_index(n, inv_codes, inv)
-        self.invoked = distinct(inv_codes)  # codes, in order of first dispatch
-        self.invoked_map = job_map(n, self.invoked)
+        r = span(inv_codes)  # the usual case: range(number of jobs)
+        self.first_invoke = first_index(n, inv_codes, inv, r)
+        self.invoked = distinct(inv_codes, r)  # codes, in order of first dispatch
+        self.invoked_span = r if r is not None else span(self.invoked)
+        self.invoked_map = job_map(n, self.invoked, self.invoked_span)
         oks, ok_codes = by_type["ok"]
         self._oks, self._ok_codes = oks, ok_codes
         self._fail_codes = by_type["fail"][1]
@@ -347,7 +466,7 @@ class DispatchFacts:
             self._classify(inv_codes)
         self.failed_map = job_map(n, self.failed)
 
-    def _classify(self, inv_codes: list[int]) -> None:
+    def _classify(self, inv_codes: Sequence[int]) -> None:
         acked = self.acked_map.to_bytes(self.fx.n, "little")
         if self.fail:
             invokes = Counter(inv_codes)
@@ -368,6 +487,20 @@ class DispatchFacts:
             if c in d:
                 out.append(d[c])
         return out
+
+    def expected(self) -> tuple[Sequence[int], list[Any]]:
+        """The jobs dispatched and not failed (in order of first dispatch), and the steps
+        of each one's first dispatch (None: no steps)."""
+        if len(self.invoked) == len(self._inv_codes):  # each job dispatched once
+            jobs, steps = self.invoked, self._steps
+        else:
+            first = dict(zip(reversed(self._inv_codes), reversed(self._steps), strict=True))
+            jobs = self.invoked
+            steps = [first[c] for c in jobs]
+        if self.failed:
+            keep = [c not in self.failed for c in jobs]
+            jobs, steps = list(compress(jobs, keep)), list(compress(steps, keep))
+        return jobs, optional(steps)
 
     def steps(self, c: int) -> Any:
         i = self.first_invoke[c]

@@ -72,12 +72,13 @@ def check_outcomes(history: History, policy: Policy) -> CheckResult:
             if c not in live:
                 out.add("unaccounted_failure", c, "failed permanently, but not dead-lettered",
                         [failed[c], *fx.probe[1][-1:]])
-    return out.result(terminal_completed=len(fx.completed_codes), terminal_failed=len(failed),
+    return out.result(terminal_completed=fx.n_completed, terminal_failed=len(failed),
                       terminal_dead=len(dead))
 
 
 def _tries_left(out: Findings, fx: Facts, policy: Policy) -> None:
-    values, counts = fx.h.values, fx.attempt_counts
+    values = fx.h.values
+    counts = {c: fx.n_attempts(c) for c in fx.failed}
     early = [c for c in sorted(fx.failed) if counts[c] < policy.max_tries
              and values[fx.failed[c]].get("reason") not in policy.final_reasons
              and not fx.is_completed(c)]  # completed too: reported as regressed

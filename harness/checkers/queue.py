@@ -71,7 +71,7 @@ def check_queue(history: History, policy: Policy) -> CheckResult:
         acknowledged=len(d.acked),
         indeterminate=len(d.indeterminate),
         dispatch_failed=len(d.failed),
-        completed=len(fx.completed_codes),
+        completed=fx.n_completed,
         failed=len(fx.failed),
         dead_lettered=len(fx.dead),
         probe_available=int(available),
@@ -88,6 +88,11 @@ def _where(history: History, ops: list[int]) -> str:
 
 def _unexpected(out: Findings, fx: Facts) -> None:
     d = fx.dispatch
+    r = d.invoked_span
+    if not d.failed and r is not None and r.start == 0 and max(
+            max(fx.attempt_ops[1], default=-1), max(fx.outcome_ops[1], default=-1),
+            max(fx.states, default=-1), max(fx.locks, default=-1)) < r.stop:
+        return  # the usual case: every job observed was dispatched (codes 0, 1, ... n - 1)
     observed = (fx.completed_map | fx.failed_map | fx.attempt_map
                 | job_map(fx.n, fx.states) | job_map(fx.n, fx.locks))
     for c in fx.members(observed & (~d.invoked_map | d.failed_map)):

@@ -22,13 +22,13 @@ KINDS = ("retry_bound", "hammering")
 def check_retries(history: History, policy: Policy) -> CheckResult:
     fx = facts(history)
     out = Findings(NAME, policy, fx, KINDS)
-    counts = fx.attempt_counts
     n_attempts = len(fx.attempt_ops[0])
 
     # retry_bound: more attempts than the policy allows.
-    most = max(counts, default=0)
+    most = fx.most_attempts
     if most > policy.max_tries:
-        over = [c for c, n in enumerate(counts) if n > policy.max_tries]
+        counts = fx.attempt_counts
+        over = sorted(c for c, n in counts.items() if n > policy.max_tries)
         proof = fx.job_ops(ATTEMPT, over, limit=policy.max_tries + 1)
         for c in over:
             out.add("retry_bound", c, f"{counts[c]} attempts, at most {policy.max_tries} allowed",
@@ -54,7 +54,7 @@ def check_retries(history: History, policy: Policy) -> CheckResult:
                         f"backoff allows no less than {max(floor[n], 0.0):.3f} s", [p, i])
 
     undecided = None
-    if n_attempts == 0 and (fx.completed_codes or fx.failed):
+    if n_attempts == 0 and (fx.n_completed or fx.failed):
         undecided = "no attempt records: retry bound and backoff cannot be checked"
-    return out.result(undecided=undecided, attempts=n_attempts, retried_jobs=len(fx.retried),
+    return out.result(undecided=undecided, attempts=n_attempts, retried_jobs=len(fx.runs),
                       retry_gaps_judged=judged)
