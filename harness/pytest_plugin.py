@@ -339,6 +339,11 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """On a failure in a test that used the stack, attach the tail of each server's log."""
     report = yield
+    from harness.errors import JobchaosError
+
+    if call.excinfo is not None and call.excinfo.errisinstance(JobchaosError):
+        # A harness error explains itself: show its message, not a traceback wall.
+        report.longrepr = f"{call.excinfo.typename}: {call.excinfo.value}"
     stack = item.config.stash.get(STACK_KEY, None)
     used_stack = "jobchaos_stack" in getattr(item, "fixturenames", ())
     run = item.stash.get(RUN_KEY, None)

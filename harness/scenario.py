@@ -28,7 +28,8 @@ from harness.checkers.policy import DEFAULT_GUARANTEES
 from harness.contract import BACKOFF_JITTER, Connections, Job, Policy, dispatch
 from harness.faults.links import Faults
 from harness.report.verdict import render, write_results
-from harness.services.workers import REFERENCE_WORKER, WorkerPool
+from harness.services.base import log_tail
+from harness.services.workers import REFERENCE_WORKER, WorkerPool, WorkerStartError
 
 REFERENCE_PROBE = (REFERENCE_WORKER[0], "-m", "reference_worker.probe")
 
@@ -88,6 +89,7 @@ class ChaosRun:
         self.judged = False
         self.started = time.monotonic()
         self.nemesis_waits = 0.0  # seconds the scenario deliberately held faults or paused
+        self._struck: set[str] = set()  # workers the nemesis killed or signalled
         self.recoveries = 0  # kills whose jobs only a lease expiry can recover
 
     # -- workers -------------------------------------------------------------------------
@@ -95,8 +97,19 @@ class ChaosRun:
         """Start ``size`` workers connected through the fault proxy."""
         self.pool = WorkerPool(self.proxied, policy or self.policy, size=size,
                                argv=self.spec.worker_argv, logdir=self.artifacts,
-                               extra_env=self.spec.worker_env).start()
+                               extra_env=self.spec.worker_env, startup_check=0.2).start()
         return self.pool
+
+    def check_workers(self) -> None:
+        """Fail fast, with its log, if a worker died that the nemesis did not kill or signal."""
+        if self.pool is None:
+            return
+        for w in self.pool.workers:
+            if not w.running() and w.worker_id not in self._struck:
+                raise WorkerStartError(
+                    f"{w.worker_id} exited with code {w.returncode} on its own.\n"
+                    f"  command: {' '.join(w.argv)}\n  log: {w.log_path}\n"
+                    f"  last lines of its log:\n{log_tail(w.log_path)}")
 
     def _workers(self) -> WorkerPool:
         assert self.pool is not None, "start_workers() first"
@@ -133,6 +146,7 @@ class ChaosRun:
         """SIGKILL a worker (and its job children), as a crash or the OOM killer would."""
         w = self._workers()[self.pick_worker() if index is None else index]
         self._nemesis("inject", w.worker_id, "kill", {"pid": w.pid, "signal": "SIGKILL"})
+        self._struck.add(w.worker_id)
         w.kill()
         self.recoveries += 1
         return w.worker_id
@@ -142,6 +156,7 @@ class ChaosRun:
         w = self._workers()[index]
         self._nemesis("inject", w.worker_id, "signal", {"pid": w.pid,
                                                         "signal": signal.Signals(sig).name})
+        self._struck.add(w.worker_id)
         w.signal(sig)
         return w.worker_id
 
@@ -160,6 +175,7 @@ class ChaosRun:
         """Restart every worker that is not running, as a supervisor would (a heal op each)."""
         restarted = self._workers().restart_dead()
         for worker_id in restarted:
+            self._struck.discard(worker_id)
             self._nemesis("heal", worker_id, "restart", {})
         return restarted
 
@@ -221,6 +237,7 @@ class ChaosRun:
         end = time.monotonic() + timeout
         count = 0
         while True:
+            self.check_workers()
             with contextlib.suppress(Exception):
                 count = self._count(sql)
             if count >= at_least:
@@ -254,6 +271,7 @@ class ChaosRun:
         end = time.monotonic() + limit
         pending = set(self.dispatched)
         while True:
+            self.check_workers()
             with contextlib.suppress(Exception):  # the db link may still be recovering
                 pending = set(self.dispatched) - self.terminal_jobs()
             if not pending or time.monotonic() >= end:

@@ -126,3 +126,25 @@ def test_external_server_that_never_answers_is_a_clear_error(pytester: pytest.Py
     assert time.monotonic() - started < 30
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([f"*external redis at 127.0.0.1:{port} did not answer within 1 s*"])
+
+
+def test_worker_that_exits_at_once_is_one_clear_message(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        from harness.contract import db_write, job
+
+        def test_scenario(chaos):
+            chaos.start_workers(2)
+            chaos.dispatch(job("j1", db_write()))
+            chaos.drain()
+        """
+    )
+    started = time.monotonic()
+    result = pytester.runpytest_subprocess(
+        "-p", "no:xdist", "--jobchaos-worker-cmd",
+        "python -c \"import sys; print('cannot connect to the queue'); sys.exit(3)\"")
+    assert time.monotonic() - started < 30
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*WorkerStartError: worker-1 exited with code 3 right after it "
+                                 "started.*", "*cannot connect to the queue*"])
+    assert "Traceback" not in result.stdout.str()
