@@ -150,21 +150,14 @@ def memory_cgroup_dir() -> Path | None:
 
 def sweep_stale(parent: Path) -> None:
     """Remove cgroups left by reference workers that died without cleaning up."""
+    import psutil
+
     for entry in parent.glob(f"{CGROUP_PREFIX}*"):
         pid = entry.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
             with contextlib.suppress(OSError):
                 entry.rmdir()
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def cgroup_available(parent: Path | None) -> bool:

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
 from harness.errors import BinaryNotFoundError, ServiceStartError
 from harness.services.base import Service
 from harness.services.binaries import find_binary
@@ -145,18 +147,9 @@ def sweep_stale_runtime_dirs() -> None:
     """Remove data directories left behind by harness processes that died."""
     for d in runtime_base().glob(RUNTIME_PREFIX + "*"):
         owner = d.name[len(RUNTIME_PREFIX):].split("-", 1)[0]
-        if owner.isdigit() and not _pid_alive(int(owner)):
+        if owner.isdigit() and not psutil.pid_exists(int(owner)):
             shutil.rmtree(d, ignore_errors=True)
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class PostgresCache:
