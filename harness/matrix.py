@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -58,6 +59,9 @@ class Run:
         return [t for t in self.outcomes if selector in t]
 
 
+KEEP_FAILURES = Path("jobchaos-artifacts") / "matrix-failures"
+
+
 def run_pytest(root: Path, targets: Sequence[str], bug: str | None, workers: int,
                extra: Sequence[str] = ()) -> Run:
     """Run pytest on ``targets`` with ``bug`` switched on; collect outcomes and anomalies."""
@@ -83,6 +87,11 @@ def run_pytest(root: Path, targets: Sequence[str], bug: str | None, workers: int
             bad = case.find("failure") is not None or case.find("error") is not None
             skipped = case.find("skipped") is not None
             run.outcomes[name] = "failed" if bad else "skipped" if skipped else "passed"
+        if bug is None and any(o == "failed" for o in run.outcomes.values()):
+            # The correct worker failed: keep the evidence (histories, verdicts, logs).
+            keep = root / KEEP_FAILURES / time.strftime("%Y%m%d-%H%M%S")
+            shutil.copytree(artifacts, keep, dirs_exist_ok=True)
+            (keep / "pytest-output.txt").write_text(done.stdout + done.stderr)
         for results in artifacts.rglob("results.json"):
             body = json.loads(results.read_text())
             run.anomalies[results.parent.name] = sorted({a["kind"] for a in body["anomalies"]
