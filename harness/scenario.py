@@ -15,7 +15,7 @@ import json
 import random
 import signal
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -371,11 +371,3 @@ def assert_valid(result: CheckResult, text: str) -> None:
     if result.validity is not Validity.VALID:
         pytest.fail(text, pytrace=False)
 
-
-@contextlib.contextmanager
-def chaos_run(**kwargs: Any) -> Iterator[ChaosRun]:
-    run = ChaosRun(**kwargs)
-    try:
-        yield run
-    finally:
-        run.close()
