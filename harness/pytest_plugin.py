@@ -79,11 +79,6 @@ def artifacts_name(nodeid: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:150]
 
 
-def _fail_clearly(exc: Exception) -> None:
-    """Show a harness error as its message alone, not as a traceback wall."""
-    pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=False)
-
-
 @pytest.fixture(scope="session")
 def jobchaos_config(pytestconfig: pytest.Config) -> Config:
     """The harness settings, resolved once (command line, env, ini, default)."""
@@ -95,16 +90,12 @@ def jobchaos_stack(pytestconfig: pytest.Config, jobchaos_config: Config) -> Iter
     """Redis, PostgreSQL and the SMTP sink for this pytest process, stopped at the end."""
     from harness import procs
     from harness.contract import SCHEMA_SQL
-    from harness.errors import JobchaosError
     from harness.services.stack import Stack
 
     procs.sweep_orphans()
     wid = worker_id(pytestconfig)
     stack = Stack(jobchaos_config, jobchaos_config.artifacts_dir / wid / "stack", name=wid)
-    try:
-        stack.start(schema_sql=SCHEMA_SQL)
-    except JobchaosError as exc:
-        _fail_clearly(exc)
+    stack.start(schema_sql=SCHEMA_SQL)  # a JobchaosError is reported as its message alone
     pytestconfig.stash[STACK_KEY] = stack
     pytestconfig.stash[WROTE_ARTIFACTS_KEY] = True
     try:
@@ -119,7 +110,6 @@ def jobchaos_stack_factory(
 ) -> Iterator[Callable[..., Stack]]:
     """Start extra stacks this test owns (stopped when it ends): ``factory(name="b")``."""
     from harness.contract import SCHEMA_SQL
-    from harness.errors import JobchaosError
     from harness.services.stack import Stack
 
     started: list[Stack] = []
@@ -129,10 +119,7 @@ def jobchaos_stack_factory(
 
         cfg = dataclasses.replace(jobchaos_config, **overrides) if overrides else jobchaos_config
         stack = Stack(cfg, jobchaos_artifacts / f"stack-{name}", name=f"{name}{len(started)}")
-        try:
-            stack.start(schema_sql=SCHEMA_SQL)
-        except JobchaosError as exc:
-            _fail_clearly(exc)
+        stack.start(schema_sql=SCHEMA_SQL)
         started.append(stack)
         return stack
 
