@@ -264,23 +264,35 @@ class ChaosRun:
                                 "WHERE status IN ('completed', 'dead')").fetchall()
         return {r[0] for r in rows}
 
+    def queued(self) -> int:
+        """How many dispatched copies still wait on the queue list (none taken by a worker)."""
+        import redis
+
+        with contextlib.closing(redis.Redis.from_url(self.direct.redis_url,
+                                                     socket_timeout=5)) as client:
+            return int(client.llen(self.direct.queue))
+
     def drain(self, deadline: float | None = None) -> bool:
-        """Wait until every dispatched job has a terminal outcome, or the policy's deadline."""
+        """Wait until every dispatched job has a terminal outcome and every copy on the queue
+        was taken (a duplicate dispatch of a finished job must be consumed, not left behind),
+        or until the policy's deadline."""
         limit = self.check_policy().drain_deadline_s if deadline is None else deadline
         op = self.recorder.invoke(h.OBSERVER, h.DRAIN, {"deadline": limit})
         end = time.monotonic() + limit
-        pending = set(self.dispatched)
+        pending, queued = set(self.dispatched), -1
         while True:
             self.check_workers()
-            with contextlib.suppress(Exception):  # the db link may still be recovering
+            with contextlib.suppress(Exception):  # the links may still be recovering
                 pending = set(self.dispatched) - self.terminal_jobs()
-            if not pending or time.monotonic() >= end:
+                queued = self.queued()
+            if (not pending and queued == 0) or time.monotonic() >= end:
                 break
             time.sleep(0.05)
-        if pending:
-            self.recorder.info(op, {"pending": len(pending), "jobs": sorted(pending)[:20]})
+        if pending or queued:
+            self.recorder.info(op, {"pending": len(pending), "queued": queued,
+                                    "jobs": sorted(pending)[:20]})
             return False
-        self.recorder.ok(op, {"pending": 0})
+        self.recorder.ok(op, {"pending": 0, "queued": 0})
         return True
 
     def observe(self) -> None:
