@@ -208,15 +208,12 @@ class ChaosRun:
 
     def wait_queue_empty(self, timeout: float | None = None) -> None:
         """Wait until the queue list is empty (every dispatched copy was taken by a worker)."""
-        import redis
-
         limit = self.policy.lease * 2 if timeout is None else timeout
         end = time.monotonic() + limit
-        with contextlib.closing(redis.Redis.from_url(self.direct.redis_url)) as client:
-            while client.llen(self.direct.queue):
-                if time.monotonic() >= end:
-                    raise TimeoutError(f"{self.name}: queue not empty after {limit:.1f} s")
-                time.sleep(0.02)
+        while self.queued():
+            if time.monotonic() >= end:
+                raise TimeoutError(f"{self.name}: queue not empty after {limit:.1f} s")
+            time.sleep(0.02)
 
     # -- drain, observe, check ----------------------------------------------------------
     def check_policy(self, **overrides: Any) -> CheckPolicy:

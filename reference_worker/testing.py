@@ -27,6 +27,11 @@ FAST = Policy(job_timeout=1.0, max_tries=3, backoff_base=0.1, backoff_cap=0.4, l
               lock_ttl=2.0, memory_limit_mb=64, shutdown_grace=1.5)
 
 
+def bugs_env(*names: str) -> dict[str, str]:
+    """The env that turns on the named bug switches."""
+    return {"REFERENCE_WORKER_BUGS": ",".join(names)}
+
+
 def policy(**overrides: Any) -> Policy:
     """The fast test policy with some knobs changed."""
     return dataclasses.replace(FAST, **overrides)

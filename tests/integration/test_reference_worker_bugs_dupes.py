@@ -9,28 +9,15 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from harness.contract import crash, db_write, email, fail, job, sleep
 from harness.services.workers import WorkerPool
-from reference_worker.testing import Tables, policy, run_probe, seconds, send, wait_until
-
-
-@pytest.fixture
-def tables(database_url):
-    t = Tables(database_url)
-    yield t
-    t.close()
-
-
-def _bugs(*names: str) -> dict[str, str]:
-    return {"REFERENCE_WORKER_BUGS": ",".join(names)}
+from reference_worker.testing import bugs_env, policy, run_probe, seconds, send, wait_until
 
 
 def test_effects_not_idempotent_writes_the_effect_twice(chaos_connections, jobchaos_artifacts,
                                                         tables):
     with WorkerPool(chaos_connections, policy(), size=1, logdir=jobchaos_artifacts,
-                    extra_env=_bugs("effects_not_idempotent")):
+                    extra_env=bugs_env("effects_not_idempotent")):
         send(chaos_connections, job("twice", db_write(), crash(times=1)))
         tables.wait_terminal(["twice"], timeout=10)
     assert [(o.attempt, o.status, o.reason) for o in tables.outcomes("twice")] == [
@@ -41,7 +28,7 @@ def test_effects_not_idempotent_writes_the_effect_twice(chaos_connections, jobch
 def test_unbounded_retries_goes_past_max_tries(chaos_connections, jobchaos_artifacts, tables):
     p = policy(max_tries=2, backoff_base=0.05, backoff_cap=0.05)
     with WorkerPool(chaos_connections, p, size=1, logdir=jobchaos_artifacts,
-                    extra_env=_bugs("unbounded_retries")):
+                    extra_env=bugs_env("unbounded_retries")):
         send(chaos_connections, job("forever", fail(times=None)))
         wait_until(lambda: len(tables.attempts("forever")) >= 2 * p.max_tries, timeout=10,
                    what="more attempts than max_tries")
@@ -51,7 +38,7 @@ def test_unbounded_retries_goes_past_max_tries(chaos_connections, jobchaos_artif
 def test_no_backoff_retries_at_once(chaos_connections, jobchaos_artifacts, tables):
     p = policy(max_tries=3, backoff_base=1.0, backoff_cap=2.0)
     with WorkerPool(chaos_connections, p, size=1, logdir=jobchaos_artifacts,
-                    extra_env=_bugs("no_backoff")):
+                    extra_env=bugs_env("no_backoff")):
         send(chaos_connections, job("hammer", fail(times=None)))
         tables.wait_terminal(["hammer"], timeout=5)  # < the 1 s + 2 s the backoff asks for
     ends = {o.attempt: o.at for o in tables.outcomes("hammer")}
@@ -64,7 +51,7 @@ def test_lock_never_expires_blocks_the_key_after_the_holder_dies(chaos_connectio
                                                                  jobchaos_artifacts, tables):
     p = policy(job_timeout=2.0, lease=2.5, lock_ttl=1.0)
     with WorkerPool(chaos_connections, p, size=2, logdir=jobchaos_artifacts,
-                    extra_env=_bugs("lock_never_expires")) as pool:
+                    extra_env=bugs_env("lock_never_expires")) as pool:
         send(chaos_connections, job("holder", sleep(1.0), unique_key="report-42"))
         row = wait_until(lambda: tables.attempts("holder"), timeout=10, what="holder to start")[0]
         pool[int(row.worker.rsplit("-", 1)[1]) - 1].kill()
@@ -82,7 +69,7 @@ def test_lease_shorter_than_timeout_runs_one_job_twice_at_once(chaos_connections
                                                                smtp_sink):
     p = policy(job_timeout=4.0, lease=5.0, max_tries=2, backoff_base=0.05)
     with WorkerPool(chaos_connections, p, size=2, logdir=jobchaos_artifacts,
-                    extra_env=_bugs("lease_shorter_than_timeout")):
+                    extra_env=bugs_env("lease_shorter_than_timeout")):
         # The bug's lease is 2 s; the job runs 3 s, so a reaper (every 1 s) reclaims it.
         send(chaos_connections, job("double", sleep(3.0), email()))
         messages = smtp_sink.wait_for(lambda m: [x.job for x in m].count("double") >= 2,
@@ -97,7 +84,7 @@ def test_lease_shorter_than_timeout_runs_one_job_twice_at_once(chaos_connections
 def test_no_dedupe_runs_a_duplicate_dispatch_again(chaos_connections, jobchaos_artifacts, tables,
                                                    smtp_sink):
     with WorkerPool(chaos_connections, policy(), size=1, logdir=jobchaos_artifacts,
-                    extra_env=_bugs("no_dedupe")):
+                    extra_env=bugs_env("no_dedupe")):
         send(chaos_connections, job("again", email()))
         tables.wait_terminal(["again"], timeout=10)
         send(chaos_connections, job("again", email()))

@@ -10,23 +10,10 @@ from __future__ import annotations
 import dataclasses
 import time
 
-import pytest
-
 from harness.contract import alloc, db_write, email, fail, job, sleep
 from harness.services.base import free_port
 from harness.services.workers import WorkerPool
-from reference_worker.testing import Tables, policy, run_probe, send, wait_until, where
-
-
-@pytest.fixture
-def tables(database_url):
-    t = Tables(database_url)
-    yield t
-    t.close()
-
-
-def _bugs(*names: str) -> dict[str, str]:
-    return {"REFERENCE_WORKER_BUGS": ",".join(names)}
+from reference_worker.testing import Tables, bugs_env, policy, run_probe, send, wait_until, where
 
 
 def _kill_holder(pool: WorkerPool, tables: Tables, job_id: str) -> None:
@@ -38,7 +25,7 @@ def test_ack_early_loses_the_job_of_a_killed_worker(chaos_connections, jobchaos_
                                                     tables):
     p = policy(job_timeout=3.0, lease=1.0)
     with WorkerPool(chaos_connections, p, size=2, logdir=jobchaos_artifacts,
-                    extra_env=_bugs("ack_early")) as pool:
+                    extra_env=bugs_env("ack_early")) as pool:
         send(chaos_connections, job("popped", db_write(), sleep(2.0)))
         wait_until(lambda: tables.effects("popped"), timeout=10, what="the job's effect")
         _kill_holder(pool, tables, "popped")
@@ -51,7 +38,7 @@ def test_no_reaper_leaves_a_dead_workers_job_leased_forever(chaos_connections,
                                                             jobchaos_artifacts, tables):
     p = policy(job_timeout=3.0, lease=1.0)
     with WorkerPool(chaos_connections, p, size=2, logdir=jobchaos_artifacts,
-                    extra_env=_bugs("no_reaper")) as pool:
+                    extra_env=bugs_env("no_reaper")) as pool:
         send(chaos_connections, job("stranded", sleep(2.0)))
         _kill_holder(pool, tables, "stranded")
         time.sleep(3 * p.lease)
@@ -65,7 +52,7 @@ def test_timeout_skips_failed_hook_makes_the_job_vanish(chaos_connections, jobch
                                                         tables):
     p = policy(job_timeout=0.5)
     with WorkerPool(chaos_connections, p, size=1, logdir=jobchaos_artifacts,
-                    extra_env=_bugs("timeout_skips_failed_hook")):
+                    extra_env=bugs_env("timeout_skips_failed_hook")):
         send(chaos_connections, job("slow", sleep(10)))
         wait_until(lambda: tables.attempts("slow")
                    and where(run_probe(chaos_connections), "slow") == [],
@@ -78,7 +65,7 @@ def test_memory_kill_unrecorded_makes_the_job_vanish(chaos_connections, jobchaos
                                                      tables):
     p = policy(memory_limit_mb=64, job_timeout=5.0, lease=6.0)
     with WorkerPool(chaos_connections, p, size=1, logdir=jobchaos_artifacts,
-                    extra_env=_bugs("memory_kill_unrecorded")):
+                    extra_env=bugs_env("memory_kill_unrecorded")):
         send(chaos_connections, job("hog", alloc(256, hold=2.0)))
         wait_until(lambda: tables.attempts("hog")
                    and where(run_probe(chaos_connections), "hog") == [],
@@ -90,7 +77,7 @@ def test_status_before_effects_reports_completed_without_the_effect(chaos_connec
                                                                     jobchaos_artifacts, tables):
     p = policy(backoff_base=0.1, backoff_cap=0.2)
     with WorkerPool(chaos_connections, p, size=1, logdir=jobchaos_artifacts,
-                    extra_env=_bugs("status_before_effects")):
+                    extra_env=bugs_env("status_before_effects")):
         send(chaos_connections, job("liar", fail(times=1), db_write()))
         tables.wait_terminal(["liar"], timeout=10)
         time.sleep(3 * p.backoff_cap)  # a correct worker would have retried by now
@@ -103,7 +90,7 @@ def test_swallow_smtp_errors_completes_without_sending(chaos_connections, jobcha
                                                        tables, smtp_sink):
     nowhere = dataclasses.replace(chaos_connections, smtp_port=free_port())
     with WorkerPool(nowhere, policy(), size=1, logdir=jobchaos_artifacts,
-                    extra_env=_bugs("swallow_smtp_errors")) as pool:
+                    extra_env=bugs_env("swallow_smtp_errors")) as pool:
         send(nowhere, job("quiet", email(), db_write()))
         tables.wait_terminal(["quiet"], timeout=10)
         assert "email failed" in pool[0].log_path.read_text()

@@ -16,18 +16,11 @@ import pytest
 from harness.contract import alloc, cpu, db_write, job, sleep
 from harness.services.workers import WorkerPool
 from reference_worker.memory import CGROUP_PREFIX, cgroup_available, memory_cgroup_dir
-from reference_worker.testing import Tables, policy, run_probe, send, wait_until
+from reference_worker.testing import policy, run_probe, send, wait_until
 
 CGROUP = memory_cgroup_dir()
 needs_cgroup = pytest.mark.skipif(not cgroup_available(CGROUP),
                                   reason="needs root and a writable cgroup v1 memory controller")
-
-
-@pytest.fixture
-def tables(database_url):
-    t = Tables(database_url)
-    yield t
-    t.close()
 
 
 def _children(pool: WorkerPool, index: int = 0) -> list[psutil.Process]:

@@ -18,14 +18,7 @@ import harness.services.base
 from harness.contract import db_write, email, job, sleep
 from harness.services.base import free_port
 from harness.services.workers import WorkerPool
-from reference_worker.testing import Tables, policy, send, wait_until
-
-
-@pytest.fixture
-def tables(database_url):
-    t = Tables(database_url)
-    yield t
-    t.close()
+from reference_worker.testing import policy, send, wait_until
 
 
 @pytest.fixture(autouse=True)

@@ -12,20 +12,12 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
 import redis
 
 from harness.contract import db_write, email, fail, job, sleep
 from harness.services.workers import WorkerPool
 from reference_worker.memory import CGROUP_PREFIX, memory_cgroup_dir
 from reference_worker.testing import Tables, policy, run_probe, seconds, send, wait_until, where
-
-
-@pytest.fixture
-def tables(database_url):
-    t = Tables(database_url)
-    yield t
-    t.close()
 
 
 def _holder(pool: WorkerPool, tables: Tables, job_id: str, attempt: int = 1) -> int:

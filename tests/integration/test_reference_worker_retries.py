@@ -11,19 +11,10 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from harness.contract import BACKOFF_JITTER, crash, db_write, email, fail, job, sleep, worker_env
 from harness.services.workers import WorkerPool
 from reference_worker.bugs import BUGS
 from reference_worker.testing import Tables, policy, run_probe, seconds, send, wait_until, where
-
-
-@pytest.fixture
-def tables(database_url):
-    t = Tables(database_url)
-    yield t
-    t.close()
 
 
 def test_completes_a_job_with_every_kind_of_step(chaos_connections, jobchaos_artifacts, tables,
