@@ -155,7 +155,7 @@ class Job:
 
     id: str
     steps: tuple[Mapping[str, Any], ...]
-    dispatched_at: float = field(default_factory=time.time)
+    dispatched_at: float = field(default_factory=time.time, compare=False)
     unique_key: str | None = None
 
     def to_json(self) -> str:

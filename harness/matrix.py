@@ -102,9 +102,9 @@ def run_pytest(root: Path, targets: Sequence[str], bug: str | None, workers: int
 def anomalies_of(run: Run, test: str) -> set[str]:
     """Anomaly kinds found by the verdict of ``test`` (its artifacts directory is named after
     its node id, as the plugin names it)."""
-    from harness.pytest_plugin import artifacts_name
+    from harness.run.builder import safe_name
 
-    return set(run.anomalies.get(artifacts_name(f"scenarios/{test}"), ()))
+    return set(run.anomalies.get(safe_name(f"scenarios/{test}"), ()))
 
 
 @dataclass

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import re
 import signal
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -27,14 +26,17 @@ from harness.config import SETTINGS, Config, ConfigError, resolve
 if TYPE_CHECKING:
     from harness.contract import Connections
     from harness.history import Recorder
-    from harness.scenario import ChaosRun, Profile, RunSpec
-    from harness.services.smtp import SinkMessage
-    from harness.services.stack import Stack
+    from harness.nemesis.replay import Replay
+    from harness.run import ChaosRun, Profile, RunBuilder
+    from harness.run.world import WorkerSpec
+    from harness.services.stack import SinkView, Stack
 
 CONFIG_KEY = pytest.StashKey[Config]()
 STACK_KEY = pytest.StashKey["Stack"]()
 WROTE_ARTIFACTS_KEY = pytest.StashKey[bool]()
-RUN_KEY = pytest.StashKey["ChaosRun"]()
+BUILDER_KEY: pytest.StashKey[RunBuilder] = pytest.StashKey()
+CALL_FAILED_KEY = pytest.StashKey[bool]()
+REPLAY_KEY: pytest.StashKey[Replay] = pytest.StashKey()
 PLUGINS = ("harness.faults.fixtures",)
 
 
@@ -54,6 +56,13 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[CONFIG_KEY] = cfg
+    if cfg.replay is not None:
+        from harness.nemesis.replay import ReplayError, load
+
+        try:
+            config.stash[REPLAY_KEY] = load(cfg.replay)
+        except ReplayError as exc:
+            raise pytest.UsageError(str(exc)) from None
     for plugin in PLUGINS:
         config.pluginmanager.import_plugin(plugin)
     _raise_on_sigterm()
@@ -72,11 +81,6 @@ def _raise_on_sigterm() -> None:
 def worker_id(config: pytest.Config) -> str:
     """``gw0``... under pytest-xdist, ``main`` otherwise."""
     return str(getattr(config, "workerinput", {}).get("workerid", "main"))
-
-
-def artifacts_name(nodeid: str) -> str:
-    """The name of a test's artifacts directory: its node id, made safe for a path."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:150]
 
 
 @pytest.fixture(scope="session")
@@ -133,8 +137,10 @@ def jobchaos_stack_factory(
 @pytest.fixture
 def jobchaos_artifacts(request: pytest.FixtureRequest, jobchaos_config: Config) -> Path:
     """A directory for this test's logs, history and report."""
+    from harness.run.builder import safe_name
+
     path = (jobchaos_config.artifacts_dir / worker_id(request.config)
-            / artifacts_name(request.node.nodeid))
+            / safe_name(request.node.nodeid))
     path.mkdir(parents=True, exist_ok=True)
     request.config.stash[WROTE_ARTIFACTS_KEY] = True
     return path
@@ -166,26 +172,6 @@ def database_url(jobchaos_stack: Stack) -> Iterator[str]:
             jobchaos_stack.drop_database(name)
 
 
-class SinkView:
-    """The SMTP sink as one test sees it: only messages received since the test began."""
-
-    def __init__(self, stack: Stack) -> None:
-        self.host = stack.smtp.host
-        self.port = stack.smtp.port
-        self._stack = stack
-        self._since = len(stack.messages())
-
-    def messages(self) -> list[SinkMessage]:
-        return self._stack.messages(self._since)
-
-    def wait_for(self, predicate: Callable[[list[SinkMessage]], bool],
-                 timeout: float) -> list[SinkMessage]:
-        from harness.services.smtp import SmtpSink
-
-        assert isinstance(self._stack.smtp, SmtpSink)
-        return self._stack.smtp.log.wait_for(predicate, timeout, since=self._since)
-
-
 @pytest.fixture
 def chaos_connections(
     jobchaos_stack: Stack, redis_url: str, database_url: str, jobchaos_namespace: str
@@ -201,6 +187,8 @@ def chaos_connections(
 @pytest.fixture
 def smtp_sink(jobchaos_stack: Stack) -> SinkView:
     """The embedded SMTP sink, showing this test's messages."""
+    from harness.services.stack import SinkView
+
     try:
         return SinkView(jobchaos_stack)
     except RuntimeError as exc:
@@ -218,7 +206,7 @@ def jobchaos_seed(jobchaos_config: Config) -> int:
 @pytest.fixture(scope="session")
 def jobchaos_profile(jobchaos_config: Config) -> Profile:
     """The scenario profile (``pr`` or ``nightly``) chosen by --jobchaos-profile."""
-    from harness.scenario import PROFILES
+    from harness.run import PROFILES
 
     return PROFILES[jobchaos_config.profile]
 
@@ -232,92 +220,79 @@ def jobchaos_recorder(jobchaos_artifacts: Path) -> Iterator[Recorder]:
         yield recorder
 
 
-def _run_spec(cfg: Config, seed: int) -> RunSpec:
-    from harness.scenario import REFERENCE_PROBE, RunSpec
+def _worker_spec(cfg: Config) -> WorkerSpec:
+    from harness.run.world import REFERENCE_PROBE, WorkerSpec
     from harness.services.workers import REFERENCE_WORKER
 
-    worker_env = {"REFERENCE_WORKER_BUGS": cfg.worker_bugs} if cfg.worker_bugs else {}
+    env = {"REFERENCE_WORKER_BUGS": cfg.worker_bugs} if cfg.worker_bugs else {}
     probe: tuple[str, ...] | None = cfg.probe_cmd or (None if cfg.worker_cmd else REFERENCE_PROBE)
     if probe == ("none",):
         probe = None
-    return RunSpec(worker_argv=cfg.worker_cmd or REFERENCE_WORKER, probe_argv=probe,
-                   worker_env=worker_env, seed=seed)
+    return WorkerSpec(argv=cfg.worker_cmd or REFERENCE_WORKER, probe_argv=probe, env=env)
+
+
+def _reproduce(cfg: Config, seed: int) -> list[str]:
+    """The options that reproduce this session's settings in a replay command."""
+    import shlex
+
+    out = [f"--jobchaos-seed={seed}", f"--jobchaos-profile={cfg.profile}"]
+    if cfg.worker_cmd:
+        out.append(f"--jobchaos-worker-cmd={shlex.join(cfg.worker_cmd)}")
+    if cfg.probe_cmd:
+        out.append(f"--jobchaos-probe-cmd={shlex.join(cfg.probe_cmd)}")
+    if cfg.worker_bugs:
+        out.append(f"--jobchaos-worker-bugs={cfg.worker_bugs}")
+    return out
 
 
 @pytest.fixture
-def chaos(
-    request: pytest.FixtureRequest,
-    jobchaos_config: Config,
-    jobchaos_seed: int,
-    jobchaos_recorder: Recorder,
-    jobchaos_artifacts: Path,
-    chaos_connections: Connections,
-    smtp_sink: SinkView,
-) -> Iterator[ChaosRun]:
-    """A scenario run: workers through the fault proxy, history, drain, observe, verdict."""
-    from harness.scenario import SCENARIO_POLICY, ChaosRun
-
-    faults = request.getfixturevalue("faults")
-    proxied = request.getfixturevalue("proxied_connections")
-    run = ChaosRun(name=request.node.nodeid, policy=SCENARIO_POLICY, direct=chaos_connections,
-                   proxied=proxied, faults=faults, sink=smtp_sink, artifacts=jobchaos_artifacts,
-                   spec=_run_spec(jobchaos_config, jobchaos_seed), recorder=jobchaos_recorder)
-    request.node.stash[RUN_KEY] = run
-    try:
-        yield run
-    finally:
-        run.close()
-
-
-@pytest.fixture
-def chaos_factory(
+def jobchaos_runs(
     request: pytest.FixtureRequest,
     jobchaos_config: Config,
     jobchaos_seed: int,
     jobchaos_stack: Stack,
     jobchaos_artifacts: Path,
+    jobchaos_namespace: str,
+) -> RunBuilder:
+    """The builder of this test's scenario runs (used by ``chaos`` and ``chaos_factory``)."""
+    from harness.run.builder import RunBuilder
+    from harness.services.stack import SinkView
+
+    try:
+        SinkView(jobchaos_stack)
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    builder = RunBuilder(
+        test=request.node.nodeid, stack=jobchaos_stack,
+        links=request.getfixturevalue("jobchaos_fault_links"), namespace=jobchaos_namespace,
+        artifacts=jobchaos_artifacts, worker=_worker_spec(jobchaos_config), seed=jobchaos_seed,
+        replay=request.config.stash.get(REPLAY_KEY, None),
+        reproduce=_reproduce(jobchaos_config, jobchaos_seed))
+    request.node.stash[BUILDER_KEY] = builder
+    return builder
+
+
+@pytest.fixture
+def chaos(request: pytest.FixtureRequest, jobchaos_runs: RunBuilder) -> Iterator[ChaosRun]:
+    """A scenario run: ``chaos.check(plan)`` runs a plan and fails the test unless the verdict
+    is valid. A run that did something and never reached a verdict fails at teardown."""
+    with jobchaos_runs.run(require_verdict=False) as run:
+        yield run
+        if run.touched and run.judgement is None and not request.node.stash.get(
+                CALL_FAILED_KEY, False):
+            pytest.fail(f"{request.node.nodeid} started workers or dispatched jobs and ended "
+                        "without a verdict: end the scenario with chaos.check(plan) (or "
+                        "chaos.play(plan) / chaos.finish() when it judges the verdict itself)",
+                        pytrace=False)
+
+
+@pytest.fixture
+def chaos_factory(
+    jobchaos_runs: RunBuilder,
 ) -> Callable[[str], contextlib.AbstractContextManager[ChaosRun]]:
     """Fresh scenario runs inside one test (each with its own databases, queue and history),
     for property-based tests where every generated example needs a clean world."""
-    import dataclasses
-
-    from harness.contract import Connections
-    from harness.history import Recorder
-    from harness.scenario import SCENARIO_POLICY, ChaosRun
-
-    faults = request.getfixturevalue("faults")
-    counter = itertools.count(1)
-
-    @contextlib.contextmanager
-    def new_run(label: str) -> Iterator[ChaosRun]:
-        n = next(counter)
-        artifacts = jobchaos_artifacts / f"{n:03d}-{artifacts_name(label)}"
-        artifacts.mkdir(parents=True, exist_ok=True)
-        db_name, db_url = jobchaos_stack.fresh_database()
-        direct = Connections(redis_url=jobchaos_stack.fresh_redis_url(), database_url=db_url,
-                             smtp_host=jobchaos_stack.smtp.host,
-                             smtp_port=jobchaos_stack.smtp.port,
-                             queue=f"{request.getfixturevalue('jobchaos_namespace')}:{n}:queue")
-        proxied = dataclasses.replace(
-            direct, redis_url=faults.redis.url(direct.redis_url),
-            database_url=faults.postgres.url(direct.database_url),
-            smtp_host=faults.smtp.listen_host, smtp_port=faults.smtp.listen_port)
-        recorder = Recorder(artifacts / "history.jsonl")
-        faults.recorder = recorder
-        run = ChaosRun(name=f"{request.node.nodeid}[{label}]", policy=SCENARIO_POLICY,
-                       direct=direct, proxied=proxied, faults=faults,
-                       sink=SinkView(jobchaos_stack), artifacts=artifacts,
-                       spec=_run_spec(jobchaos_config, jobchaos_seed + n), recorder=recorder)
-        request.node.stash[RUN_KEY] = run
-        try:
-            yield run
-        finally:
-            run.close()
-            faults.recorder = None
-            with contextlib.suppress(Exception):
-                jobchaos_stack.drop_database(db_name)
-
-    return new_run
+    return jobchaos_runs.run
 
 
 @pytest.hookimpl(wrapper=True)
@@ -331,13 +306,16 @@ def pytest_runtest_makereport(
     if call.excinfo is not None and call.excinfo.errisinstance(JobchaosError):
         # A harness error explains itself: show its message, not a traceback wall.
         report.longrepr = f"{call.excinfo.typename}: {call.excinfo.value}"
+    if report.when == "call":
+        item.stash[CALL_FAILED_KEY] = report.failed
     stack = item.config.stash.get(STACK_KEY, None)
     used_stack = "jobchaos_stack" in getattr(item, "fixturenames", ())
-    run = item.stash.get(RUN_KEY, None)
+    builder = item.stash.get(BUILDER_KEY, None)
+    run = builder.reported if builder is not None else None
     if report.failed and run is not None and report.when == "call":
-        report.sections.append(("jobchaos run", f"seed {run.spec.seed}; replay with "
-                                f"--jobchaos-seed={run.spec.seed}; artifacts {run.artifacts}"))
-    judged = run is not None and run.judged  # a verdict explains itself; server logs would not
+        report.sections.append(("jobchaos run", f"seed {run.seed}; artifacts {run.artifacts}"
+                                + (f"\nreplay: {run.replay_command()}" if run.plan else "")))
+    judged = run is not None and run.judgement is not None  # a verdict explains itself
     if report.failed and stack is not None and used_stack and not judged:
         from harness.services.base import log_tail
 

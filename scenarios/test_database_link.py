@@ -9,31 +9,21 @@ status write that fails must not leave a job that is neither completed nor faile
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 
 from harness.contract import db_write, email, job, sleep
-from harness.scenario import assert_valid
+from harness.nemesis import after, link_fault, plan
 
-FAULTS: dict[str, Callable[[Any, float], Any]] = {
-    "down": lambda link, window: link.down(),
-    "blackhole": lambda link, window: link.blackhole(),
-    "latency": lambda link, window: link.latency(int(window * 1000 / 2)),
-    "reset_peer": lambda link, window: link.reset_peer(),
-    "idle_close": lambda link, window: link.idle_close(int(window * 1000 / 4)),
-}
+FAULTS = ("down", "blackhole", "latency", "reset_peer", "idle_close")
 
 
-@pytest.mark.parametrize("fault", list(FAULTS))
+@pytest.mark.parametrize("fault", FAULTS)
 def test_postgres_link_fault_during_effects_and_status_writes(chaos, jobchaos_profile, fault):
-    chaos.start_workers(jobchaos_profile.workers)
+    p = jobchaos_profile
     window = chaos.policy.lease * 0.75  # long enough to hit effects and status writes
-    chaos.dispatch(*[job(f"db-{fault}-{i}", db_write(), sleep(0.05), email(), db_write())
-                     for i in range(jobchaos_profile.jobs)])
-    chaos.wait_for_effects(1)
-    with FAULTS[fault](chaos.faults.postgres, window):
-        chaos.hold(window)
-    chaos.drain()
-    assert_valid(chaos.finish(), chaos.render())
+    params = {"latency": {"ms": int(window * 1000 / 2)},
+              "idle_close": {"ms": int(window * 1000 / 4)}}.get(fault, {})
+    jobs = [job(f"db-{fault}-{i}", db_write(), sleep(0.05), email(), db_write())
+            for i in range(p.jobs)]
+    cut = link_fault(fault, "postgres", after(effects=1), seconds=window, **params)
+    chaos.check(plan(p.workers, jobs, cut))

@@ -7,17 +7,13 @@ the still-running job to a second worker, so it runs twice, concurrently.
 
 from __future__ import annotations
 
-import dataclasses
-
 from harness.contract import db_write, email, job, sleep
-from harness.scenario import assert_valid
+from harness.nemesis import plan
 
 
 def test_job_longer_than_the_lease_runs_once(chaos):
     # The job takes 2.5 leases; the heartbeat must keep it owned; the timeout allows it. One
     # worker more than jobs stays idle, reaping: it would take over a lease that lapsed.
-    chaos.policy = dataclasses.replace(chaos.policy, lease=0.8, job_timeout=3.0)
-    chaos.start_workers(3)
-    chaos.dispatch(*[job(f"long-{i}", db_write(), sleep(2.0), email()) for i in range(2)])
-    chaos.drain()
-    assert_valid(chaos.finish(guarantees={"email": "exactly_once"}), chaos.render())
+    chaos.tune(lease=0.8, job_timeout=3.0, guarantees={"email": "exactly_once"})
+    jobs = [job(f"long-{i}", db_write(), sleep(2.0), email()) for i in range(2)]
+    chaos.check(plan(3, jobs))

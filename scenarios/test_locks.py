@@ -8,17 +8,14 @@ blocked, silently, until someone deletes the key by hand.
 from __future__ import annotations
 
 from harness.contract import db_write, job, sleep
-from harness.scenario import assert_valid
+from harness.nemesis import after, dispatch, kill, plan
 
 
 def test_lock_of_a_killed_holder_expires(chaos):
-    chaos.start_workers(2)
     t = chaos.policy.job_timeout
-    chaos.dispatch(job("report-1", db_write(), sleep(t * 0.6), db_write(), unique_key="report"))
-    chaos.wait_for_effects(1)
-    chaos.kill_worker(chaos.busy_worker())  # dies holding the "report" lock
-    chaos.restart_dead()
-    # The same key again: it may run only once the dead holder's lock has expired.
-    chaos.dispatch(*[job(f"report-{i}", db_write(), unique_key="report") for i in range(2, 5)])
-    chaos.drain()
-    assert_valid(chaos.finish(), chaos.render())
+    holder = job("report-1", db_write(), sleep(t * 0.6), db_write(), unique_key="report")
+    # The same key again, once the holder died: each may run only once its lock has expired.
+    later = [job(f"report-{i}", db_write(), unique_key="report") for i in range(2, 5)]
+    chaos.check(plan(2, [holder, *later],
+                     kill("busy", after(effects=1)),  # dies holding the "report" lock
+                     *[dispatch(j.id, after(effects=1)) for j in later]))

@@ -8,15 +8,12 @@ raised, no ``failed()`` hook runs, and the job is gone without a trace (the same
 from __future__ import annotations
 
 from harness.contract import alloc, db_write, job
-from harness.scenario import assert_valid
+from harness.nemesis import plan
 
 
 def test_jobs_past_the_memory_limit_end_recorded(chaos, jobchaos_profile):
-    chaos.start_workers(jobchaos_profile.workers)
+    p = jobchaos_profile
     limit = chaos.policy.memory_limit_mb
-    chaos.dispatch(
-        job("hog", alloc(limit * 2)),
-        *[job(f"modest-{i}", alloc(limit // 4), db_write()) for i in range(jobchaos_profile.jobs)],
-    )
-    chaos.drain()
-    assert_valid(chaos.finish(), chaos.render())
+    jobs = [job("hog", alloc(limit * 2)),
+            *[job(f"modest-{i}", alloc(limit // 4), db_write()) for i in range(p.jobs)]]
+    chaos.check(plan(p.workers, jobs))

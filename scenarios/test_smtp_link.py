@@ -8,28 +8,23 @@ at-least-once guarantee, and retries must respect the backoff.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 
 from harness.contract import db_write, email, job
-from harness.scenario import assert_valid
+from harness.nemesis import after, link_fault, plan
 
-FAULTS: dict[str, Callable[[Any], Any]] = {
-    "down": lambda link: link.down(),
-    "reset_after_data": lambda link: link.reset_peer(timeout_ms=20),
-    "slow": lambda link: link.latency(150),
+FAULTS = {
+    "down": ("down", {}),
+    "reset_after_data": ("reset_peer", {"timeout_ms": 20}),
+    "slow": ("latency", {"ms": 150}),
 }
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_smtp_link_fault(chaos, jobchaos_profile, fault):
-    chaos.start_workers(jobchaos_profile.workers)
-    chaos.dispatch(*[job(f"mail-{fault}-{i}", db_write(), email())
-                     for i in range(jobchaos_profile.jobs)])
-    chaos.wait_for_attempts(1)
-    with FAULTS[fault](chaos.faults.smtp):
-        chaos.hold(chaos.policy.lease * 0.75)
-    chaos.drain()
-    assert_valid(chaos.finish(), chaos.render())
+    p = jobchaos_profile
+    kind, params = FAULTS[fault]
+    jobs = [job(f"mail-{fault}-{i}", db_write(), email()) for i in range(p.jobs)]
+    cut = link_fault(kind, "smtp", after(attempts=1), seconds=chaos.policy.lease * 0.75,
+                     **params)
+    chaos.check(plan(p.workers, jobs, cut))

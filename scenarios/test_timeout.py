@@ -9,16 +9,13 @@ the CPU without yielding must be killed just the same.
 from __future__ import annotations
 
 from harness.contract import cpu, db_write, job, sleep
-from harness.scenario import assert_valid
+from harness.nemesis import plan
 
 
 def test_jobs_past_the_timeout_end_recorded(chaos, jobchaos_profile):
-    chaos.start_workers(jobchaos_profile.workers)
+    p = jobchaos_profile
     t = chaos.policy.job_timeout
-    chaos.dispatch(
-        job("sleeps-too-long", db_write(), sleep(t * 1.5)),
-        job("spins-too-long", cpu(t * 1.5)),
-        *[job(f"in-time-{i}", db_write(), sleep(t * 0.1)) for i in range(jobchaos_profile.jobs)],
-    )
-    chaos.drain()
-    assert_valid(chaos.finish(), chaos.render())
+    jobs = [job("sleeps-too-long", db_write(), sleep(t * 1.5)),
+            job("spins-too-long", cpu(t * 1.5)),
+            *[job(f"in-time-{i}", db_write(), sleep(t * 0.1)) for i in range(p.jobs)]]
+    chaos.check(plan(p.workers, jobs))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -119,3 +120,20 @@ class Stack:
                  tb: TracebackType | None) -> None:
         self.stop()
 
+
+class SinkView:
+    """The SMTP sink as one test sees it: only messages received since the test began."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.host = stack.smtp.host
+        self.port = stack.smtp.port
+        self._stack = stack
+        self._since = len(stack.messages())
+
+    def messages(self) -> list[SinkMessage]:
+        return self._stack.messages(self._since)
+
+    def wait_for(self, predicate: Callable[[list[SinkMessage]], bool],
+                 timeout: float) -> list[SinkMessage]:
+        assert isinstance(self._stack.smtp, SmtpSink)
+        return self._stack.smtp.log.wait_for(predicate, timeout, since=self._since)

@@ -18,6 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+import psutil
+
 from harness import procs
 from harness.contract import Connections, Policy, worker_env
 from harness.errors import JobchaosError
@@ -69,12 +71,41 @@ class WorkerProcess:
         if self.process is not None:
             procs.terminate(self.process, signal.SIGKILL, timeout=5)
 
+    def job_processes(self) -> list[psutil.Process]:
+        """The worker's descendants: the processes running its jobs (none for a worker that
+        runs jobs in its own process)."""
+        if not self.running() or self.pid is None:
+            return []
+        with contextlib.suppress(psutil.Error):
+            return psutil.Process(self.pid).children(recursive=True)
+        return []
+
+    def kill_jobs(self) -> list[int]:
+        """SIGKILL the processes running the worker's jobs, not the worker; their pids."""
+        killed = []
+        for p in self.job_processes():
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+                killed.append(p.pid)
+        return killed
+
+    def pause(self) -> None:
+        """Freeze the worker and its job processes (SIGSTOP to the process group)."""
+        if self.process is not None and self.running():
+            procs.signal_group(self.process, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Undo :meth:`pause` (SIGCONT to the process group)."""
+        if self.process is not None:
+            procs.signal_group(self.process, signal.SIGCONT)
+
     def stop(self, grace: float = 10.0, *, signalled: bool = False) -> int | None:
         """A warm stop: one SIGTERM (unless ``signalled`` already), up to ``grace`` seconds to
         finish, then SIGKILL to the group. One signal only: a second SIGTERM means "cold"."""
         if self.process is None:
             return None
         if not signalled:
+            self.resume()
             self.signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(grace)
@@ -146,6 +177,7 @@ class WorkerPool:
     def stop(self, grace: float = 10.0) -> None:
         """Warm-stop every worker (SIGTERM to all first, so they drain in parallel)."""
         for w in self.workers:
+            w.resume()  # a paused worker cannot act on SIGTERM
             w.signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
         for w in self.workers:

@@ -1,10 +1,57 @@
-"""The scenario runner's own mechanics, on the real stack with the reference worker."""
+"""The scenario runner's own mechanics, on the real stack with the reference worker: faults
+pair in the history, strikes record what they interrupted, the policy is one object, and the
+drain waits for duplicate copies."""
 
 from __future__ import annotations
 
+import pytest
+
 from harness import history as h
 from harness.checkers import Validity
-from harness.contract import db_write, job
+from harness.contract import db_write, job, sleep
+from harness.nemesis import after, kill, kill_job, link_fault, pause, plan, signal
+
+
+def test_every_fault_pairs_its_inject_with_its_heal_under_one_id(chaos):
+    jobs = [job(f"p-{i}", db_write(), sleep(0.3), db_write()) for i in range(6)]
+    judgement = chaos.play(plan(2, jobs,
+                                kill("busy", after(effects=1)),
+                                pause(0, after(effects=3), seconds=0.2),
+                                link_fault("latency", "postgres", seconds=0.2, ms=20),
+                                signal(1, after(effects=5))))
+    spans = judgement.history.fault_spans()
+    assert [s.kind for s in spans] == ["kill", "pause", "latency", "signal"]
+    assert all(s.heal is not None for s in spans), [s.label() for s in spans]
+    assert len({s.fault for s in spans}) == 4
+    # Worker faults name the worker they struck, not a link.
+    injects = [op.value for op in judgement.history.ops(h.INJECT)]
+    assert all(str(v.get("target", v.get("link"))).startswith("worker-")
+               for v in injects if v["kind"] != "latency")
+    assert judgement.valid, judgement.text
+
+
+def test_a_strike_records_the_attempts_it_interrupted(chaos):
+    jobs = [job("victim", db_write(), sleep(1.0))]
+    judgement = chaos.play(plan(1, jobs, kill_job(0, after(effects=1))))
+    [inject] = [op.value for op in judgement.history.ops(h.INJECT)]
+    assert inject["params"]["inflight"] == [{"job": "victim", "attempt": 1,
+                                             "worker": "worker-1"}]
+    assert inject["params"]["pids"], "the job's process was found and killed"
+    assert judgement.valid, judgement.text
+
+
+def test_the_policy_is_fixed_once_the_workers_start(chaos):
+    chaos.tune(lease=1.5, job_timeout=0.7)
+    pool = chaos.start_workers(1)
+    assert pool.workers[0].env["CHAOS_LEASE"] == "1.5"
+    with pytest.raises(RuntimeError, match="before the workers start"):
+        chaos.tune(lease=9.0)
+    judgement = chaos.play(plan(1, [job("a", db_write())]))
+    assert judgement.result.validity is Validity.VALID
+    import json
+
+    checked = json.loads((chaos.artifacts / "results.json").read_text())["policy"]
+    assert (checked["lease"], checked["job_timeout"]) == (1.5, 0.7)
 
 
 def test_drain_waits_until_duplicate_copies_have_left_the_queue(chaos):
@@ -12,11 +59,13 @@ def test_drain_waits_until_duplicate_copies_have_left_the_queue(chaos):
     finished = job("d1", db_write())
     chaos.dispatch(finished)
     assert chaos.drain()
-    chaos.kill_worker(0)  # nobody consumes any more
+    chaos.world.workers[0].kill()  # nobody consumes any more
+    chaos.world.struck.add("worker-1")
     chaos.dispatch(finished)  # a duplicate of a finished job, left on the queue
     assert chaos.drain(deadline=0.3) is False
     drains = [op for op in chaos.recorder.history() if op.f == h.DRAIN and op.type == "info"]
     assert drains[-1].value["queued"] == 1 and drains[-1].value["pending"] == 0
+    chaos.finish()
 
 
 def test_duplicate_of_a_finished_job_is_consumed_before_the_verdict(chaos):
@@ -26,5 +75,5 @@ def test_duplicate_of_a_finished_job_is_consumed_before_the_verdict(chaos):
     assert chaos.drain()
     chaos.dispatch(finished)
     assert chaos.drain()
-    assert chaos.queued() == 0
-    assert chaos.finish().validity is Validity.VALID
+    assert chaos.gauges.queued() == 0
+    assert chaos.finish().result.validity is Validity.VALID

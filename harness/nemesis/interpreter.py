@@ -1,0 +1,266 @@
+"""The one interpreter of the nemesis vocabulary (:mod:`harness.nemesis.events`).
+
+It waits for each event's trigger, applies the event to the run's world, and heals it when
+its time comes; every fault is recorded as an ``inject`` and a ``heal`` op under one fault id,
+with the attempts that were in flight when it struck (``params.inflight``). Healing always
+runs: at its due time on the normal path, at once when the run errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import random
+import signal as signals
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from harness.history import Recorder
+from harness.nemesis.events import BUSY, LINK_FAULTS, Event, Plan, PlanError, Trigger
+from harness.run.gauges import Gauges
+from harness.run.policy import RunPolicy
+from harness.run.workload import Workload
+from harness.run.world import World
+
+POLL = 0.02  # seconds between looks at triggers and due heals
+STOP_SIGNALS = frozenset({"SIGTERM", "SIGINT", "SIGQUIT"})
+
+
+@dataclass
+class Strike:
+    """An applied fault, healed by ``undo`` once ``due`` (monotonic) has passed or, when
+    ``ready`` is given, once it says so (``expire``, if given, runs at ``due`` instead when
+    ``ready`` never came)."""
+
+    fault_id: str
+    event: Event
+    target: str  # the worker id, link or server it struck
+    due: float
+    undo: Callable[[], Mapping[str, Any]]
+    ready: Callable[[], bool] | None = None
+    expire: Callable[[], Mapping[str, Any]] | None = None
+
+    def time_to_heal(self, now: float) -> bool:
+        return (self.ready() if self.ready is not None else False) or now >= self.due
+
+
+class Nemesis:
+    """Applies a plan's events to a run's world and records them."""
+
+    def __init__(self, world: World, workload: Workload, gauges: Gauges, recorder: Recorder,
+                 policy: RunPolicy, rng: random.Random) -> None:
+        self.world = world
+        self.workload = workload
+        self.gauges = gauges
+        self.recorder = recorder
+        self.policy = policy
+        self.rng = rng
+        self.held = 0.0  # seconds the plan deliberately held faults or waited to strike
+        self.kills = 0  # worker kills, each leaving recovery to a lease expiry
+        self._ids = itertools.count(1)
+        self._strikes: list[Strike] = []
+
+    # -- the loop ----------------------------------------------------------------------------
+    def perform(self, plan: Plan) -> None:
+        """Apply every event of ``plan`` in order, then heal everything (waiting out each
+        fault's duration); on an error, heal everything at once and re-raise."""
+        start = time.monotonic()
+        try:
+            for event in plan.events:
+                self._await(event.when, start)
+                self._apply(event, plan)
+            while self._strikes:
+                self._heal_due()
+                if self._strikes:
+                    time.sleep(POLL)
+        finally:
+            self.heal_all()
+
+    def heal_all(self) -> None:
+        """Heal every fault still in place now (errors are suppressed: this is cleanup)."""
+        while self._strikes:
+            strike = self._strikes.pop(0)
+            with contextlib.suppress(Exception):
+                self._heal(strike, strike.undo)
+
+    def _await(self, when: Trigger, start: float) -> None:
+        limit = self.policy.for_checkers().drain_deadline_s
+        t0 = time.monotonic()
+        deadline = t0 + limit
+        seen = (0, 0, 0)
+        while True:
+            self.world.check_workers()
+            self._heal_due()
+            if time.monotonic() >= start + when.at:
+                with contextlib.suppress(Exception):  # a restarting server: look again
+                    seen = (self.gauges.attempts() if when.attempts else 0,
+                            self.gauges.effects() if when.effects else 0,
+                            len(self.gauges.terminal_jobs()) if when.finished else 0)
+                    if (seen[0] >= when.attempts and seen[1] >= when.effects
+                            and seen[2] >= when.finished):
+                        break
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"the nemesis waited {limit:.1f} s for its trigger ({when.describe()}); "
+                    f"saw {seen[0]} attempts, {seen[1]} effect rows, {seen[2]} jobs finished")
+            time.sleep(POLL)
+        # Waiting for a moment is forced on the run; waiting for work to happen is not.
+        self.held += max(0.0, min(time.monotonic(), start + when.at) - t0) + when.delay
+        end = time.monotonic() + when.delay
+        while time.monotonic() < end:
+            self._heal_due()
+            time.sleep(min(POLL, max(0.0, end - time.monotonic())))
+
+    def _heal_due(self) -> None:
+        now = time.monotonic()
+        for strike in [s for s in self._strikes if s.time_to_heal(now)]:
+            self._strikes.remove(strike)
+            ready = strike.ready is None or strike.ready()
+            self._heal(strike, strike.undo if ready or strike.expire is None else strike.expire)
+
+    # -- applying events ---------------------------------------------------------------------
+    def _apply(self, event: Event, plan: Plan) -> None:
+        if event.kind == "dispatch":
+            self.workload.dispatch(plan.job(str(event.target)), **_dispatch_args(event))
+            return
+        fault_id = f"{event.kind}-{next(self._ids)}"
+        if event.kind in LINK_FAULTS:
+            self._link_fault(fault_id, event)
+        elif event.kind == "redispatch":
+            self._record("inject", fault_id, event, str(event.target), {})
+            self.workload.dispatch(plan.job(str(event.target)), **_dispatch_args(event))
+            self._record("heal", fault_id, event, str(event.target), {})
+        elif event.kind == "restart_server":
+            self._restart_server(fault_id, event)
+        else:
+            self._worker_fault(fault_id, event)
+
+    def _link_fault(self, fault_id: str, event: Event) -> None:
+        link = self.world.links[str(event.target)]
+        fault = getattr(link, event.kind)(**event.params)
+        self._inject(fault_id, event, link.name, fault.params, inflight=None)
+        self.held += event.duration
+
+        def undo() -> Mapping[str, Any]:
+            fault.heal()
+            return {}
+
+        self._strikes.append(Strike(fault_id, event, link.name, time.monotonic() + event.duration,
+                                    undo))
+
+    def _restart_server(self, fault_id: str, event: Event) -> None:
+        server = self.world.servers.get(str(event.target))
+        if server is None:
+            raise PlanError(f"restart_server: {event.target} is not a server this harness "
+                            "started (external servers cannot be restarted by the harness)")
+        stopped = server.stopped()
+        self._inject(fault_id, event, str(event.target), {"port": server.port}, inflight=None)
+        stopped.__enter__()
+        self.held += event.duration
+
+        def undo() -> Mapping[str, Any]:
+            stopped.__exit__(None, None, None)
+            return {"port": server.port}
+
+        self._strikes.append(Strike(fault_id, event, str(event.target),
+                                    time.monotonic() + event.duration, undo))
+
+    def _worker_fault(self, fault_id: str, event: Event) -> None:
+        index = self._worker_index(event.target)
+        w = self.world.workers[index]
+        now = time.monotonic()
+
+        def restart() -> Mapping[str, Any]:
+            self.world.restart(index)
+            return {"restarted": True, "pid": w.pid}
+
+        if event.kind == "kill":
+            self._inject(fault_id, event, w.worker_id, {"pid": w.pid, "signal": "SIGKILL"},
+                         inflight=w.worker_id)
+            self.world.struck.add(w.worker_id)
+            w.kill()
+            self.kills += 1
+            self._strikes.append(Strike(fault_id, event, w.worker_id, now + event.duration,
+                                        restart))
+        elif event.kind == "kill_job":
+            pids = [p.pid for p in w.job_processes()]
+            self._inject(fault_id, event, w.worker_id, {"pids": pids, "signal": "SIGKILL"},
+                         inflight=w.worker_id)
+            killed = w.kill_jobs()
+            self._record("heal", fault_id, event, w.worker_id, {"killed": killed})
+        elif event.kind == "pause":
+            self._inject(fault_id, event, w.worker_id, {"pid": w.pid, "signal": "SIGSTOP"},
+                         inflight=w.worker_id)
+            w.pause()
+            self.held += event.duration
+
+            def resume() -> Mapping[str, Any]:
+                w.resume()
+                return {"signal": "SIGCONT"}
+
+            self._strikes.append(Strike(fault_id, event, w.worker_id, now + event.duration,
+                                        resume))
+        else:  # signal, restart
+            name = str(event.params.get("signal", "SIGTERM"))
+            count = int(event.params.get("count", 1))
+            self._inject(fault_id, event, w.worker_id, {"pid": w.pid, "signal": name,
+                                                        "count": count}, inflight=w.worker_id)
+            self.world.struck.add(w.worker_id)
+            for _ in range(count):
+                w.signal(signals.Signals[name])
+            bound = self.policy.shutdown_grace + self.policy.job_timeout + 2
+
+            def expire() -> Mapping[str, Any]:
+                if event.kind == "restart":
+                    w.kill()
+                    return {**restart(), "exited": False, "killed_after": bound}
+                if name in STOP_SIGNALS:
+                    raise TimeoutError(f"{w.worker_id} did not exit within {bound:.1f} s of "
+                                       f"its {name} (shutdown grace "
+                                       f"{self.policy.shutdown_grace} s)")
+                self.world.struck.discard(w.worker_id)
+                return {"exited": False}
+
+            self._strikes.append(Strike(fault_id, event, w.worker_id, now + bound, restart,
+                                        ready=lambda: not w.running(), expire=expire))
+
+    def _worker_index(self, target: int | str) -> int:
+        if isinstance(target, int):
+            return target
+        assert target == BUSY
+        with contextlib.suppress(Exception):
+            for table in ("chaos_effects", "chaos_attempts"):
+                worker_id = self.gauges.newest_worker(table)
+                if worker_id is not None:
+                    return self.world.index_of(worker_id)
+        return self.rng.randrange(len(self.world.workers))
+
+    # -- recording ---------------------------------------------------------------------------
+    def _inject(self, fault_id: str, event: Event, target: str, params: Mapping[str, Any],
+                *, inflight: str | None) -> None:
+        """Record the strike with the attempts in flight (of ``inflight``, a worker id, or
+        of every worker when None)."""
+        running: list[dict[str, Any]] | None = None
+        with contextlib.suppress(Exception):
+            running = self.gauges.inflight(inflight)
+        self._record("inject", fault_id, event, target, {**params, "inflight": running})
+
+    def _heal(self, strike: Strike, undo: Callable[[], Mapping[str, Any]]) -> None:
+        try:
+            result = dict(undo())
+        except BaseException as exc:
+            self._record("heal", strike.fault_id, strike.event, strike.target,
+                         {"error": str(exc)})
+            raise
+        self._record("heal", strike.fault_id, strike.event, strike.target, result)
+
+    def _record(self, phase: str, fault_id: str, event: Event, target: str,
+                params: Mapping[str, Any]) -> None:
+        self.recorder.record_fault(phase, fault_id, target, event.kind,  # type: ignore[arg-type]
+                                   {**params, "duration": event.duration})
+
+
+def _dispatch_args(event: Event) -> dict[str, Any]:
+    return {k: event.params[k] for k in ("through_proxy", "timeout") if k in event.params}

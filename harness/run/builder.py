@@ -1,0 +1,101 @@
+"""One builder of scenario runs for both fixtures: ``chaos`` (one run per test) and
+``chaos_factory`` (fresh runs inside one test, for schedule search). Each run gets its own
+PostgreSQL database, Redis database and queue, history and artifacts directory, on the
+session's stack and proxied links; the links get no recorder of their own (the nemesis
+records every fault)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from harness.contract import Connections
+from harness.errors import JobchaosError
+from harness.faults.links import Faults
+from harness.history import Recorder
+from harness.nemesis.replay import Replay
+from harness.run.run import ChaosRun
+from harness.run.world import WorkerSpec, World
+from harness.services.postgres import PostgresServer
+from harness.services.redis import RedisServer
+from harness.services.stack import SinkView, Stack
+
+
+class NoVerdictError(JobchaosError):
+    """A run did things (workers, dispatches) and ended without a verdict."""
+
+
+def safe_name(text: str) -> str:
+    """``text`` made safe for a path (artifacts directories are named after node ids)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:150]
+
+
+class RunBuilder:
+    """Makes :class:`ChaosRun` s for one test."""
+
+    def __init__(self, *, test: str, stack: Stack, links: Faults, namespace: str,
+                 artifacts: Path, worker: WorkerSpec, seed: int, replay: Replay | None,
+                 reproduce: Sequence[str]) -> None:
+        self.test = test
+        self.stack = stack
+        self.links = links
+        self.namespace = namespace
+        self.artifacts = artifacts
+        self.worker = worker
+        self.seed = seed
+        self.replay = replay if replay is not None and replay.test == test else None
+        self.reproduce = tuple(reproduce)
+        self.runs: list[ChaosRun] = []
+        self._numbers = itertools.count(1)
+
+    @contextlib.contextmanager
+    def run(self, label: str | None = None, *, require_verdict: bool = True
+            ) -> Iterator[ChaosRun]:
+        """A fresh run (in ``artifacts/NNN-label`` when labelled, else in ``artifacts``);
+        closed, and its database dropped, on exit. With ``require_verdict``, a run that did
+        something and ended without a verdict raises :class:`NoVerdictError`."""
+        n = next(self._numbers)
+        where = self.artifacts / f"{n:03d}-{safe_name(label)}" if label else self.artifacts
+        where.mkdir(parents=True, exist_ok=True)
+        db_name, db_url = self.stack.fresh_database()
+        direct = Connections(redis_url=self.stack.fresh_redis_url(), database_url=db_url,
+                             smtp_host=self.stack.smtp.host, smtp_port=self.stack.smtp.port,
+                             queue=f"{self.namespace}:{n}:queue")
+        proxied = dataclasses.replace(
+            direct, redis_url=self.links.redis.url(direct.redis_url),
+            database_url=self.links.postgres.url(direct.database_url),
+            smtp_host=self.links.smtp.listen_host, smtp_port=self.links.smtp.listen_port)
+        self.links.recorder = None  # the nemesis records faults, once
+        servers = {name: s for name, s in (("redis", self.stack.redis),
+                                           ("postgres", self.stack.postgres))
+                   if isinstance(s, RedisServer | PostgresServer)}
+        world = World(direct=direct, proxied=proxied, links=self.links,
+                      sink=SinkView(self.stack), servers=servers, worker=self.worker,
+                      artifacts=where)
+        run = ChaosRun(name=f"{self.test}[{label}]" if label else self.test, test=self.test,
+                       world=world, recorder=Recorder(where / "history.jsonl"),
+                       seed=self.seed + n - 1, replay=self.replay, reproduce=self.reproduce)
+        self.runs.append(run)
+        try:
+            yield run
+            if require_verdict and run.touched and run.judgement is None:
+                raise NoVerdictError(
+                    f"run {run.name} started workers or dispatched jobs and ended without a "
+                    "verdict: end it with run.check(plan), run.play(plan) or run.finish()")
+        finally:
+            try:
+                run.close()
+            finally:
+                with contextlib.suppress(Exception):
+                    self.stack.drop_database(db_name)
+
+    @property
+    def reported(self) -> ChaosRun | None:
+        """The run a failure report should name: the first that was not valid, else the
+        last one."""
+        failing = [r for r in self.runs if r.judgement is not None and not r.judgement.valid]
+        return failing[0] if failing else (self.runs[-1] if self.runs else None)

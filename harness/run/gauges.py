@@ -1,0 +1,93 @@
+"""Live readings of a run, taken by the harness over direct (unfaulted) connections: how many
+attempts and effects so far, which jobs are terminal, what is still on the queue, which
+attempts are in flight. One PostgreSQL and one Redis connection serve the whole run and are
+re-opened after an error (a server restart, say)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from harness.contract import Connections
+
+INFLIGHT_SQL = """
+SELECT a.job_id, a.attempt, a.worker FROM chaos_attempts a
+WHERE NOT EXISTS (SELECT 1 FROM chaos_outcomes o
+                  WHERE o.job_id = a.job_id AND o.attempt = a.attempt AND o.worker = a.worker)
+ORDER BY a.id
+"""
+
+
+class Gauges:
+    """Reads of the contract tables and the queue list; each raises on a connection error
+    (callers that poll through faults suppress it and try again)."""
+
+    def __init__(self, direct: Connections) -> None:
+        self.direct = direct
+        self._pg: Any = None
+        self._redis: Any = None
+
+    def _sql(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        if self._pg is None or self._pg.closed:
+            self._pg = psycopg.connect(self.direct.database_url, connect_timeout=5,
+                                       autocommit=True)
+        try:
+            return list(self._pg.execute(sql, args).fetchall())
+        except psycopg.Error:
+            self._drop_pg()
+            raise
+
+    def _drop_pg(self) -> None:
+        with contextlib.suppress(Exception):
+            self._pg.close()
+        self._pg = None
+
+    def count(self, table: str) -> int:
+        """Rows in ``chaos_attempts`` or ``chaos_effects``."""
+        assert table in ("chaos_attempts", "chaos_effects")
+        return int(self._sql(f"SELECT count(*) FROM {table}")[0][0])
+
+    def attempts(self) -> int:
+        return self.count("chaos_attempts")
+
+    def effects(self) -> int:
+        return self.count("chaos_effects")
+
+    def terminal_jobs(self) -> set[str]:
+        rows = self._sql("SELECT DISTINCT job_id FROM chaos_outcomes "
+                         "WHERE status IN ('completed', 'dead')")
+        return {r[0] for r in rows}
+
+    def newest_worker(self, table: str) -> str | None:
+        """The worker that wrote the newest row of ``table`` (it is mid-job now)."""
+        assert table in ("chaos_attempts", "chaos_effects")
+        rows = self._sql(f"SELECT worker FROM {table} ORDER BY id DESC LIMIT 1")
+        return str(rows[0][0]) if rows else None
+
+    def inflight(self, worker: str | None = None) -> list[dict[str, Any]]:
+        """Attempts started and not ended (no outcome row), of ``worker`` or of all."""
+        return [{"job": j, "attempt": a, "worker": w} for j, a, w in self._sql(INFLIGHT_SQL)
+                if worker is None or w == worker]
+
+    def queued(self) -> int:
+        """Dispatched copies still on the queue list (not yet taken by a worker)."""
+        import redis
+
+        if self._redis is None:
+            self._redis = redis.Redis.from_url(self.direct.redis_url, socket_timeout=5,
+                                               socket_connect_timeout=5)
+        try:
+            return int(self._redis.llen(self.direct.queue))
+        except redis.RedisError:
+            self._redis.close()
+            self._redis = None
+            raise
+
+    def close(self) -> None:
+        self._drop_pg()
+        if self._redis is not None:
+            with contextlib.suppress(Exception):
+                self._redis.close()
+            self._redis = None

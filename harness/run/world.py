@@ -1,0 +1,97 @@
+"""The world a run acts on: its connections, the proxied links, the servers, the SMTP sink,
+and the pool of workers under test.
+
+Workers connect through the fault proxy (``proxied``); the harness itself reads and
+dispatches over ``direct`` connections, so its own bookkeeping is never faulted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from harness.contract import Connections, Policy
+from harness.faults.links import Faults
+from harness.services.base import log_tail
+from harness.services.smtp import SinkMessage
+from harness.services.workers import REFERENCE_WORKER, WorkerPool, WorkerProcess, WorkerStartError
+
+REFERENCE_PROBE = (REFERENCE_WORKER[0], "-m", "reference_worker.probe")
+
+
+class Sink(Protocol):
+    """The SMTP messages a run can see (those received since it began)."""
+
+    def messages(self) -> list[SinkMessage]: ...
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Which worker runs, and how it is probed (from the plugin's settings)."""
+
+    argv: Sequence[str] = REFERENCE_WORKER
+    probe_argv: Sequence[str] | None = REFERENCE_PROBE
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+class World:
+    """Connections, links, servers and workers of one run."""
+
+    def __init__(self, *, direct: Connections, proxied: Connections, links: Faults,
+                 sink: Sink | None, servers: Mapping[str, Any], worker: WorkerSpec,
+                 artifacts: Path) -> None:
+        self.direct = direct
+        self.proxied = proxied
+        self.links = links
+        self.sink = sink
+        self.servers = dict(servers)  # name -> a Service with stopped(), if embedded
+        self.worker = worker
+        self.artifacts = artifacts
+        self.pool: WorkerPool | None = None
+        self.struck: set[str] = set()  # workers the nemesis killed or signalled
+
+    def start_workers(self, size: int, policy: Policy) -> WorkerPool:
+        """Start ``size`` workers connected through the fault proxy."""
+        if self.pool is not None:
+            raise RuntimeError("the workers of this run are already started")
+        self.pool = WorkerPool(self.proxied, policy, size=size, argv=self.worker.argv,
+                               logdir=self.artifacts, extra_env=self.worker.env,
+                               startup_check=0.2).start()
+        return self.pool
+
+    @property
+    def workers(self) -> list[WorkerProcess]:
+        if self.pool is None:
+            raise RuntimeError("no workers: start them first (ChaosRun.start_workers or a plan)")
+        return self.pool.workers
+
+    def index_of(self, worker_id: str) -> int:
+        for i, w in enumerate(self.workers):
+            if w.worker_id == worker_id:
+                return i
+        raise KeyError(f"no worker named {worker_id!r} (workers: "
+                       f"{', '.join(w.worker_id for w in self.workers)}); every row a worker "
+                       "writes must carry exactly its CHAOS_WORKER_ID")
+
+    def check_workers(self) -> None:
+        """Fail fast, with its log, if a worker died that the nemesis did not strike."""
+        if self.pool is None:
+            return
+        for w in self.pool.workers:
+            if not w.running() and w.worker_id not in self.struck:
+                raise WorkerStartError(
+                    f"{w.worker_id} exited with code {w.returncode} on its own.\n"
+                    f"  command: {' '.join(w.argv)}\n  log: {w.log_path}\n"
+                    f"  last lines of its log:\n{log_tail(w.log_path)}")
+
+    def restart(self, index: int) -> None:
+        """Start worker ``index`` again, as a supervisor would."""
+        w = self.workers[index]
+        w.restart()
+        self.struck.discard(w.worker_id)
+
+    def stop(self, grace: float) -> None:
+        if self.pool is not None:
+            self.pool.stop(grace=grace)

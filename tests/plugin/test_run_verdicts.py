@@ -1,0 +1,75 @@
+"""A run must end in a verdict, a verdict must be valid to pass (unknown fails with its
+reason), and the replay command a failing run prints reproduces the failure."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+IDLE_WORKER = f"{sys.executable} -c 'import time; time.sleep(1e9)'"
+
+
+def test_a_run_that_never_reaches_a_verdict_fails_at_teardown(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        from harness.contract import db_write, job
+
+        def test_forgets_to_check(chaos):
+            chaos.start_workers(1)
+            chaos.dispatch(job("a", db_write()))
+            chaos.drain()
+
+        def test_checks(chaos):
+            from harness.nemesis import plan
+            chaos.check(plan(1, [job("b", db_write())]))
+
+        def test_uses_no_run(chaos):
+            pass
+        """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(["*test_forgets_to_check started workers or dispatched jobs "
+                                 "and ended without a verdict: end the scenario with "
+                                 "chaos.check(plan)*"])
+
+
+def run_pytest(*args: str, artifacts: Path, env: dict[str, str] | None = None
+               ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                           "-p", "no:xdist", f"--jobchaos-artifacts-dir={artifacts}", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=240,
+                          env={**os.environ, **(env or {})}, check=False)
+
+
+@pytest.mark.parametrize("scenario", ["scenarios/test_poison_jobs.py",
+                                      "scenarios/test_fault_schedules.py"])
+def test_an_unknown_verdict_fails_with_its_reason(tmp_path: Path, scenario: str):
+    done = run_pytest(scenario, f"--jobchaos-worker-cmd={IDLE_WORKER}",
+                      "--jobchaos-probe-cmd=none", artifacts=tmp_path)
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out[-3000:]
+    assert "UNKNOWN is not a pass" in out, out[-3000:]
+    assert "1 failed" in out
+
+
+def test_the_printed_replay_command_reproduces_the_failure(tmp_path: Path):
+    first = run_pytest("scenarios/test_poison_jobs.py", "--jobchaos-worker-bugs=no_backoff",
+                       artifacts=tmp_path / "first")
+    out = first.stdout
+    assert first.returncode == 1 and "hammering" in out, out[-3000:]
+    [command] = set(re.findall(r"^replay: (pytest .+)$", out, re.MULTILINE))
+    argv = shlex.split(command)
+    assert "--jobchaos-worker-bugs=no_backoff" in argv and any(
+        a.startswith("--jobchaos-seed=") for a in argv)
+    again = run_pytest(*argv[1:], artifacts=tmp_path / "again")
+    assert again.returncode == 1 and "hammering" in again.stdout, again.stdout[-3000:]
+    # The replay ran the same plan: the same jobs were dispatched.
+    assert re.findall(r"jobs: (\d+) dispatched", again.stdout) == re.findall(
+        r"jobs: (\d+) dispatched", out)
