@@ -195,7 +195,9 @@ class Api:
 
 
 def _populate_entries(body: object) -> list[dict[str, object]]:
-    """Decode and validate every entry before anything is created."""
+    """Decode and validate every entry before anything is created (`null` is no entry)."""
+    if body is None:
+        return []
     if not isinstance(body, list):
         kind = gojson.json_type(body)
         msg = f"json: cannot unmarshal {kind} into Go value of type {_POPULATE_TYPE}"

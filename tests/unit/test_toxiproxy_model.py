@@ -25,7 +25,8 @@ def api_error(fn: object, *args: object) -> ApiError:
     (b"", "bad request body: EOF"),
     (b"  \n", "bad request body: EOF"),
     (b'{"a": ', "bad request body: unexpected EOF"),
-    (b"nope", "bad request body: invalid character 'n' looking for beginning of value"),
+    (b"xyz", "bad request body: invalid character 'x' looking for beginning of value"),
+    (b"nope", "bad request body: invalid character 'o' in literal null (expecting 'u')"),
 ])
 def test_decode_body_errors_read_like_go(body: bytes, message: str) -> None:
     assert api_error(gojson.decode_body, body).message == message
