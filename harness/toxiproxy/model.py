@@ -48,13 +48,18 @@ _UNITS = {
 
 @dataclass(slots=True)
 class ToxicSpec:
-    """One toxic as the API knows it (mutable: updates change attributes and toxicity)."""
+    """One toxic as the API knows it (mutable: updates change attributes and toxicity).
+
+    `stream` is the direction; `spelling` is the stream as the client wrote it
+    (`"UPSTREAM"`), which the real server echoes in every answer ("" = same as stream).
+    """
 
     name: str
     type: str
     stream: Stream
     toxicity: float = 1.0
     attributes: dict[str, int] = field(default_factory=dict)
+    spelling: str = ""
 
     def to_json(self) -> dict[str, object]:
         """Key order and number format of the real server."""
@@ -62,7 +67,7 @@ class ToxicSpec:
             "attributes": dict(self.attributes),
             "name": self.name,
             "type": self.type,
-            "stream": self.stream,
+            "stream": self.spelling or self.stream,
             "toxicity": go_float32(self.toxicity),
         }
 
@@ -109,7 +114,8 @@ def parse_new_toxic(body: object, exists: Callable[[str], bool]) -> ToxicSpec:
         raise TOXIC_EXISTS
     toxicity = float(top.get("toxicity", 1.0))  # type: ignore[arg-type]
     attributes = parse_attributes(toxic_type, obj, {})
-    return ToxicSpec(name, toxic_type, stream, toxicity, attributes)
+    spelling = "" if stream_text == stream else stream_text
+    return ToxicSpec(name, toxic_type, stream, toxicity, attributes, spelling)
 
 
 def parse_attributes(

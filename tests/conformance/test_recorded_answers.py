@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from .conftest import Server
+from .conftest import Server, connect, round_trip
 
 
 def err(message: str, status: int) -> bytes:
@@ -69,3 +69,19 @@ def test_json_syntax_errors_read_like_go(server: Server, echo_proxy: str, raw: b
     assert (create.status, create.body) == (400, expected)
     toxic = server.request("POST", f"/proxies/{echo_proxy}/toxics", raw=raw)
     assert (toxic.status, toxic.body) == (400, expected)
+
+
+# 4: the stream is echoed as the client spelled it -------------------------------------
+
+def test_toxic_stream_is_echoed_as_spelled(server: Server, echo_proxy: str) -> None:
+    made = add_toxic(server, echo_proxy, {"type": "latency", "stream": "UPSTREAM",
+                                          "attributes": {"latency": 100}})
+    assert (made["name"], made["stream"]) == ("latency_UPSTREAM", "UPSTREAM")
+    base = f"/proxies/{echo_proxy}/toxics"
+    assert server.request("GET", base).json() == [made]
+    assert server.request("GET", f"/proxies/{echo_proxy}").json()["toxics"] == [made]  # type: ignore[index]
+    assert server.request("GET", f"{base}/latency_UPSTREAM").json() == made
+    updated = server.request("PATCH", f"{base}/latency_UPSTREAM", {"toxicity": 1}).json()
+    assert updated["stream"] == "UPSTREAM"  # type: ignore[index]
+    with connect(server, echo_proxy) as sock:  # and it is an upstream toxic
+        assert 0.100 <= round_trip(sock) < 0.6
