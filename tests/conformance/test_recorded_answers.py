@@ -85,3 +85,18 @@ def test_toxic_stream_is_echoed_as_spelled(server: Server, echo_proxy: str) -> N
     assert updated["stream"] == "UPSTREAM"  # type: ignore[index]
     with connect(server, echo_proxy) as sock:  # and it is an upstream toxic
         assert 0.100 <= round_trip(sock) < 0.6
+
+
+# 5: unclean paths are redirected to the cleaned path ----------------------------------
+
+@pytest.mark.parametrize(("method", "target", "location"), [
+    ("GET", "//proxies", "/proxies"),
+    ("GET", "/proxies/../version", "/version"),
+    ("POST", "//proxies", "/proxies"),
+    ("GET", "/./version?x=1", "/version?x=1"),
+    ("GET", "//proxies//", "/proxies/"),
+])
+def test_unclean_paths_answer_301_to_the_cleaned_path(server: Server, method: str, target: str,
+                                                      location: str) -> None:
+    resp = server.request(method, target, raw=b"" if method == "POST" else None)
+    assert (resp.status, resp.body, resp.headers.get("location")) == (301, b"", location)
