@@ -34,16 +34,6 @@ _GO_STRUCTS = {
     "limit_data": "LimitDataToxic",
     "noop": "NoopToxic",
 }
-_UNITS = {
-    "latency": "ms",
-    "jitter": "ms",
-    "rate": "KB/s",
-    "delay": "ms",
-    "timeout": "ms",
-    "average_size": "bytes",
-    "size_variation": "bytes",
-    "bytes": "bytes",
-}
 
 
 @dataclass(slots=True)
@@ -146,20 +136,30 @@ def parse_update(spec: ToxicSpec, body: object) -> tuple[dict[str, int], float]:
 
 
 def validate_attributes(toxic_type: str, attrs: Mapping[str, int]) -> None:
-    """Reject what hangs or crashes the real server, saying what is allowed (400)."""
-    for name, value in attrs.items():
-        if value < 0:
-            raise _invalid(toxic_type, name, value, f">= 0 ({_UNITS[name]})")
-    if toxic_type == "bandwidth" and attrs["rate"] <= 0:
-        raise _invalid(toxic_type, "rate", attrs["rate"], "> 0 (KB/s); use timeout to stop data")
+    """Reject only what stalls, hangs or crashes the real server, saying why (400).
+
+    Other negative values are harmless there and act as 0 (no delay, no jitter, limit_data
+    closes at the first chunk, timeout never closes); the stages treat them the same way.
+    """
+    if toxic_type == "bandwidth":
+        rate = attrs["rate"]
+        if rate < 0:
+            raise _invalid(toxic_type, "rate", rate, "> 0 (KB/s): a negative rate makes the "
+                           "real server panic and exit")
+        if rate == 0:
+            raise _invalid(toxic_type, "rate", rate, "> 0 (KB/s): rate 0 stalls the link "
+                           "for good; use timeout to stop data")
     if toxic_type == "slicer":
         average, variation = attrs["average_size"], attrs["size_variation"]
         if average <= 0:
-            raise _invalid(toxic_type, "average_size", average, "> 0 (bytes)")
-        if variation >= average:
-            raise _invalid(
-                toxic_type, "size_variation", variation, f"< average_size ({average})"
-            )
+            raise _invalid(toxic_type, "average_size", average, "> 0 (bytes): the real "
+                           "server splits forever and never delivers")
+        if variation > average:
+            raise _invalid(toxic_type, "size_variation", variation, f"<= average_size "
+                           f"({average}): larger cuts out of range and the real server panics")
+        if average + variation <= 0:
+            raise _invalid(toxic_type, "size_variation", variation, f"> -average_size "
+                           f"({-average}): the real server splits forever and never delivers")
 
 
 def _invalid(toxic_type: str, name: str, value: int, allowed: str) -> ApiError:

@@ -7,10 +7,11 @@ for the same kind of request), so the same test keeps both servers honest.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
-from .conftest import Server, connect, round_trip
+from .conftest import Server, TcpServer, connect, recv_exactly, round_trip, wait_closed
 
 
 def err(message: str, status: int) -> bytes:
@@ -100,3 +101,80 @@ def test_unclean_paths_answer_301_to_the_cleaned_path(server: Server, method: st
                                                       location: str) -> None:
     resp = server.request(method, target, raw=b"" if method == "POST" else None)
     assert (resp.status, resp.body, resp.headers.get("location")) == (301, b"", location)
+
+
+# 6: harmless values are accepted and act like 0 ---------------------------------------
+
+@pytest.mark.parametrize(("kind", "attributes"), [
+    ("latency", {"latency": -100, "jitter": 0}),
+    ("latency", {"latency": 0, "jitter": -5}),
+    ("slow_close", {"delay": -1}),
+    ("reset_peer", {"timeout": -1}),
+    ("limit_data", {"bytes": -1}),
+    ("timeout", {"timeout": -1}),
+    ("slicer", {"average_size": 10, "size_variation": 10, "delay": 0}),
+    ("slicer", {"average_size": 1, "size_variation": 1, "delay": 0}),
+])
+def test_harmless_values_are_accepted(server: Server, echo_proxy: str, kind: str,
+                                      attributes: dict) -> None:
+    made = add_toxic(server, echo_proxy, {"type": kind, "attributes": attributes})
+    assert made["attributes"] == attributes
+
+
+def test_negative_latency_and_jitter_add_no_delay(server: Server, echo_proxy: str) -> None:
+    add_toxic(server, echo_proxy, {"type": "latency", "attributes": {"latency": -500}})
+    add_toxic(server, echo_proxy, {"type": "latency", "stream": "upstream",
+                                   "attributes": {"latency": 0, "jitter": -500}})
+    with connect(server, echo_proxy) as sock:
+        assert max(round_trip(sock) for _ in range(5)) < 0.1
+
+
+@pytest.mark.parametrize("size", [10, 1])
+def test_slicer_variation_equal_to_average_passes_64k_intact(
+        server: Server, echo_proxy: str, size: int) -> None:
+    add_toxic(server, echo_proxy, {"type": "slicer", "attributes": {
+        "average_size": size, "size_variation": size, "delay": 0}})
+    payload = bytes(range(256)) * 256
+    with connect(server, echo_proxy, timeout=20) as sock:
+        sock.sendall(payload)
+        assert recv_exactly(sock, len(payload), deadline_s=20) == payload
+
+
+def test_negative_limit_data_acts_like_zero(server: Server, echo_proxy: str) -> None:
+    add_toxic(server, echo_proxy, {"type": "limit_data", "attributes": {"bytes": -1}})
+    with connect(server, echo_proxy) as sock:
+        sock.sendall(b"hello")
+        sock.settimeout(2)
+        assert sock.recv(10) == b""  # nothing passes; closed at the first chunk
+
+
+def test_negative_timeout_acts_like_zero(server: Server, echo_proxy: str) -> None:
+    add_toxic(server, echo_proxy, {"type": "timeout", "attributes": {"timeout": -1}})
+    with connect(server, echo_proxy) as sock:
+        sock.sendall(b"lost")
+        sock.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            sock.recv(10)  # data dropped, connection kept open
+
+
+def test_negative_reset_peer_timeout_resets_at_once(server: Server, echo_proxy: str) -> None:
+    add_toxic(server, echo_proxy, {"type": "reset_peer", "attributes": {"timeout": -1}})
+    with connect(server, echo_proxy) as sock:
+        start = time.monotonic()
+        sock.sendall(b"x")
+        assert wait_closed(sock, 2.0) is ConnectionResetError
+        assert time.monotonic() - start < 0.5
+
+
+def test_negative_slow_close_closes_at_once(server: Server, prefix: str) -> None:
+    closer = TcpServer(lambda conn: None)  # accepts and closes at once
+    try:
+        server.client().create_proxy(f"{prefix}c", closer.address)
+        add_toxic(server, f"{prefix}c", {"type": "slow_close", "attributes": {"delay": -1000}})
+        with connect(server, f"{prefix}c") as sock:
+            start = time.monotonic()
+            assert wait_closed(sock, 3) is None
+            assert time.monotonic() - start < 0.5
+    finally:
+        closer.close()
+

@@ -70,7 +70,7 @@ def test_update_merges_per_field_and_validates_the_result() -> None:
                      {"average_size": 10, "size_variation": 2, "delay": 5})
     attrs, toxicity = parse_update(spec, {"attributes": {"delay": 7}})
     assert (attrs, toxicity) == ({"average_size": 10, "size_variation": 2, "delay": 7}, 1.0)
-    assert api_error(parse_update, spec, {"attributes": {"average_size": 2}}).status == 400
+    assert api_error(parse_update, spec, {"attributes": {"average_size": 1}}).status == 400
     assert spec.attributes["average_size"] == 10
 
 
