@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from urllib.parse import quote
 
 from . import gojson
 from .errors import (
@@ -56,6 +57,9 @@ class Api:
 
     # dispatch --------------------------------------------------------------------
     async def handle(self, request: Request) -> Response:
+        cleaned = clean_path(request.path)
+        if cleaned != request.path:  # gorilla/mux redirects before routing, any method
+            return Response(301, headers=(("Location", _location(cleaned, request.query)),))
         found = _match(request.path)
         if found is None:
             return Response(404, b"404 page not found\n", _TEXT)
@@ -195,7 +199,9 @@ class Api:
 
 
 def _populate_entries(body: object) -> list[dict[str, object]]:
-    """Decode and validate every entry before anything is created."""
+    """Decode and validate every entry before anything is created (`null` is no entry)."""
+    if body is None:
+        return []
     if not isinstance(body, list):
         kind = gojson.json_type(body)
         msg = f"json: cannot unmarshal {kind} into Go value of type {_POPULATE_TYPE}"
@@ -227,6 +233,29 @@ _ROUTES: dict[tuple[str, ...], dict[str, Route]] = {
         "DELETE": Api.toxic_delete,
     },
 }
+
+
+def clean_path(path: str) -> str:
+    """gorilla/mux's cleanPath: Go's path.Clean on a rooted path, trailing slash kept."""
+    if not path.startswith("/"):
+        path = "/" + path
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part == "..":
+            if parts:
+                parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    cleaned = "/" + "/".join(parts)
+    if path.endswith("/") and cleaned != "/":
+        cleaned += "/"
+    return cleaned
+
+
+def _location(path: str, query: str | None) -> str:
+    """Go's URL.String() for a request URL whose path was replaced (query kept)."""
+    escaped = quote(path, safe="/$&+,:;=@")
+    return escaped if query is None else f"{escaped}?{query}"
 
 
 def _match(path: str) -> tuple[dict[str, Route], Params] | None:

@@ -21,9 +21,10 @@ SERVER_HEADER = "Server: jobchaos-toxiproxy"
 @dataclass(frozen=True, slots=True)
 class Request:
     method: str
-    path: str
+    path: str  # percent-decoded, as Go's URL.Path
     headers: dict[str, str]  # lower-cased names
     body: bytes
+    query: str | None = None  # raw query; "" when the target ends with a bare "?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,7 @@ class Response:
     status: int
     body: bytes = b""
     content_type: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -63,8 +65,12 @@ async def _read_request(reader: asyncio.StreamReader) -> Request | None:
             raise _BadRequest("malformed header")
         headers[name.strip().lower()] = value.strip()
     body = await _read_body(reader, headers)
-    path = unquote(urlsplit(target).path)
-    return Request(method, path, headers, body)
+    if target.startswith("/"):  # origin form: "//x" is a path, not a host (as in Go)
+        raw_path, sep, query = target.partition("?")
+    else:
+        split = urlsplit(target)
+        raw_path, sep, query = split.path, "?" if split.query else "", split.query
+    return Request(method, unquote(raw_path), headers, body, query if sep else None)
 
 
 async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
@@ -98,6 +104,7 @@ def _encode(response: Response, keep_alive: bool) -> bytes:
     ]
     if response.content_type is not None:
         head.append(f"Content-Type: {response.content_type}")
+    head.extend(f"{name}: {value}" for name, value in response.headers)
     if response.status not in (204, 304):
         head.append(f"Content-Length: {len(response.body)}")
     if not keep_alive:

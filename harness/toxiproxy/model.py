@@ -34,27 +34,22 @@ _GO_STRUCTS = {
     "limit_data": "LimitDataToxic",
     "noop": "NoopToxic",
 }
-_UNITS = {
-    "latency": "ms",
-    "jitter": "ms",
-    "rate": "KB/s",
-    "delay": "ms",
-    "timeout": "ms",
-    "average_size": "bytes",
-    "size_variation": "bytes",
-    "bytes": "bytes",
-}
 
 
 @dataclass(slots=True)
 class ToxicSpec:
-    """One toxic as the API knows it (mutable: updates change attributes and toxicity)."""
+    """One toxic as the API knows it (mutable: updates change attributes and toxicity).
+
+    `stream` is the direction; `spelling` is the stream as the client wrote it
+    (`"UPSTREAM"`), which the real server echoes in every answer ("" = same as stream).
+    """
 
     name: str
     type: str
     stream: Stream
     toxicity: float = 1.0
     attributes: dict[str, int] = field(default_factory=dict)
+    spelling: str = ""
 
     def to_json(self) -> dict[str, object]:
         """Key order and number format of the real server."""
@@ -62,7 +57,7 @@ class ToxicSpec:
             "attributes": dict(self.attributes),
             "name": self.name,
             "type": self.type,
-            "stream": self.stream,
+            "stream": self.spelling or self.stream,
             "toxicity": go_float32(self.toxicity),
         }
 
@@ -109,7 +104,8 @@ def parse_new_toxic(body: object, exists: Callable[[str], bool]) -> ToxicSpec:
         raise TOXIC_EXISTS
     toxicity = float(top.get("toxicity", 1.0))  # type: ignore[arg-type]
     attributes = parse_attributes(toxic_type, obj, {})
-    return ToxicSpec(name, toxic_type, stream, toxicity, attributes)
+    spelling = "" if stream_text == stream else stream_text
+    return ToxicSpec(name, toxic_type, stream, toxicity, attributes, spelling)
 
 
 def parse_attributes(
@@ -140,20 +136,30 @@ def parse_update(spec: ToxicSpec, body: object) -> tuple[dict[str, int], float]:
 
 
 def validate_attributes(toxic_type: str, attrs: Mapping[str, int]) -> None:
-    """Reject what hangs or crashes the real server, saying what is allowed (400)."""
-    for name, value in attrs.items():
-        if value < 0:
-            raise _invalid(toxic_type, name, value, f">= 0 ({_UNITS[name]})")
-    if toxic_type == "bandwidth" and attrs["rate"] <= 0:
-        raise _invalid(toxic_type, "rate", attrs["rate"], "> 0 (KB/s); use timeout to stop data")
+    """Reject only what stalls, hangs or crashes the real server, saying why (400).
+
+    Other negative values are harmless there and act as 0 (no delay, no jitter, limit_data
+    closes at the first chunk, timeout never closes); the stages treat them the same way.
+    """
+    if toxic_type == "bandwidth":
+        rate = attrs["rate"]
+        if rate < 0:
+            raise _invalid(toxic_type, "rate", rate, "> 0 (KB/s): a negative rate makes the "
+                           "real server panic and exit")
+        if rate == 0:
+            raise _invalid(toxic_type, "rate", rate, "> 0 (KB/s): rate 0 stalls the link "
+                           "for good; use timeout to stop data")
     if toxic_type == "slicer":
         average, variation = attrs["average_size"], attrs["size_variation"]
         if average <= 0:
-            raise _invalid(toxic_type, "average_size", average, "> 0 (bytes)")
-        if variation >= average:
-            raise _invalid(
-                toxic_type, "size_variation", variation, f"< average_size ({average})"
-            )
+            raise _invalid(toxic_type, "average_size", average, "> 0 (bytes): the real "
+                           "server splits forever and never delivers")
+        if variation > average:
+            raise _invalid(toxic_type, "size_variation", variation, f"<= average_size "
+                           f"({average}): larger cuts out of range and the real server panics")
+        if average + variation <= 0:
+            raise _invalid(toxic_type, "size_variation", variation, f"> -average_size "
+                           f"({-average}): the real server splits forever and never delivers")
 
 
 def _invalid(toxic_type: str, name: str, value: int, allowed: str) -> ApiError:

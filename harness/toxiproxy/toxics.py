@@ -222,7 +222,8 @@ class Slicer(Stage):
         delay = self.attrs.get("delay", 0) / 1_000_000.0
         start = 0
         for end in cuts:
-            await emit(Chunk(data[start:end], chunk.ts))
+            if end > start:  # size_variation == average_size may cut an empty piece
+                await emit(Chunk(data[start:end], chunk.ts))
             start = end
             if delay > 0 and start < len(data) and not await self.sleep(delay):
                 break

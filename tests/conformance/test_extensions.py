@@ -16,14 +16,17 @@ pytestmark = pytest.mark.usefixtures("embedded_only")
 
 
 @pytest.mark.parametrize(("kind", "attributes", "allowed"), [
-    ("bandwidth", {"rate": 0}, "rate=0 for bandwidth toxic: must be > 0"),
-    ("bandwidth", {"rate": -5}, "rate=-5 for bandwidth toxic: must be >= 0"),
+    ("bandwidth", {"rate": 0}, "rate=0 for bandwidth toxic: must be > 0 (KB/s): rate 0 "
+     "stalls the link for good; use timeout to stop data"),
+    ("bandwidth", {"rate": -5}, "rate=-5 for bandwidth toxic: must be > 0 (KB/s): a negative "
+     "rate makes the real server panic and exit"),
     ("slicer", {"average_size": 0}, "average_size=0 for slicer toxic: must be > 0"),
-    ("slicer", {"average_size": 10, "size_variation": 10},
-     "size_variation=10 for slicer toxic: must be < average_size (10)"),
-    ("latency", {"latency": -1}, "latency=-1 for latency toxic: must be >= 0"),
-    ("limit_data", {"bytes": -1}, "bytes=-1 for limit_data toxic: must be >= 0"),
-    ("timeout", {"timeout": -1}, "timeout=-1 for timeout toxic: must be >= 0"),
+    ("slicer", {"average_size": -3, "size_variation": -5},
+     "average_size=-3 for slicer toxic: must be > 0"),
+    ("slicer", {"average_size": 10, "size_variation": 11},
+     "size_variation=11 for slicer toxic: must be <= average_size (10)"),
+    ("slicer", {"average_size": 10, "size_variation": -10},
+     "size_variation=-10 for slicer toxic: must be > -average_size (-10)"),
 ])
 def test_inputs_that_break_the_real_server_are_400(
         server: Server, echo_proxy: str, kind: str, attributes: dict, allowed: str) -> None:
