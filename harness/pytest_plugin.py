@@ -25,7 +25,6 @@ from harness.config import SETTINGS, Config, ConfigError, resolve
 
 if TYPE_CHECKING:
     from harness.contract import Connections
-    from harness.history import Recorder
     from harness.nemesis.replay import Replay
     from harness.run import ChaosRun, Profile, RunBuilder
     from harness.run.world import WorkerSpec
@@ -209,15 +208,6 @@ def jobchaos_profile(jobchaos_config: Config) -> Profile:
     from harness.run import PROFILES
 
     return PROFILES[jobchaos_config.profile]
-
-
-@pytest.fixture
-def jobchaos_recorder(jobchaos_artifacts: Path) -> Iterator[Recorder]:
-    """This test's history, written to ``history.jsonl`` in its artifacts as it happens."""
-    from harness.history import Recorder
-
-    with Recorder(jobchaos_artifacts / "history.jsonl") as recorder:
-        yield recorder
 
 
 def _worker_spec(cfg: Config) -> WorkerSpec:

@@ -33,9 +33,13 @@ from hypothesis import strategies as st
 from harness.checkers import Validity
 from harness.contract import Job, Policy, alloc, db_write, email, fail, job, sleep
 from harness.nemesis.events import LINKS, Event, Plan, Trigger
+from harness.run.policy import SCENARIO_POLICY, RunPolicy
 from harness.run.run import ChaosRun
 
 FAST_SHAPES: Final = ("plain", "flaky", "poison")
+# The scenario policy with a backoff well above the time a worker takes to pick up a retry it
+# may run at once, so a retry without backoff stands out even on a loaded machine.
+SEARCH_POLICY: Final = SCENARIO_POLICY.tuned(backoff_base=0.4, backoff_cap=0.8)
 ALL_SHAPES: Final = (*FAST_SHAPES, "slow", "hog")
 
 
@@ -93,16 +97,17 @@ def _plan(n_jobs: int, special: list[str], events: list[Event], workers: int,
 
 
 def candidates(plan: Plan) -> Iterator[Plan]:
-    """Smaller plans, in the order worth trying: without one event (latest first), with half
-    the jobs (those events name are kept), without one job (for a few jobs)."""
-    for i in reversed(range(len(plan.events))):
-        yield plan.without_event(i)
+    """Smaller plans, in the order worth trying: with half the jobs (those events name are
+    kept; first, since it makes every later candidate cheaper to play), without one event
+    (latest first), without one job (for a few jobs)."""
     named = [str(e.target) for e in plan.events if e.kind in ("dispatch", "redispatch")]
     ids = [j.id for j in plan.jobs]
-    if len(ids) > 1:
+    if len(ids) > 2:
         keep = set(named) | set(ids[: max(1, len(ids) // 2)])
         if len(keep) < len(ids):
             yield plan.with_jobs(keep)
+    for i in reversed(range(len(plan.events))):
+        yield plan.without_event(i)
     if 1 < len(ids) <= 4:
         for drop in ids:
             if drop not in named:
@@ -138,6 +143,7 @@ class Search:
     the believed failure (during shrinking, that of the smallest failing plan so far)."""
 
     new_run: Callable[[str], contextlib.AbstractContextManager[ChaosRun]]
+    policy: RunPolicy = SEARCH_POLICY
     failing: ChaosRun | None = None
     figures: dict[str, Any] = field(default_factory=dict)
     _labels: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -150,6 +156,7 @@ class Search:
         last: ChaosRun | None = None
         for attempt in (1, 2):
             with self.new_run(f"{label}-run{attempt}") as run:
+                run.tune(**self.policy.to_dict())
                 judgement = run.play(plan)
                 if judgement.result.validity is Validity.UNKNOWN:
                     raise UndecidedRun(judgement.text)

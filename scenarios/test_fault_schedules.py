@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import pytest
 
-from harness.run import SCENARIO_POLICY
-from harness.search import ALL_SHAPES, FAST_SHAPES, Search, UndecidedRun, plans
+from harness.run import RunPolicy
+from harness.search import ALL_SHAPES, FAST_SHAPES, SEARCH_POLICY, Search, UndecidedRun, plans
 
 EXAMPLES = {"pr": 3, "nightly": 25}  # generated plans per run
 SHRINK_BUDGET = {"pr": 8, "nightly": 24}  # shrink candidates per failure
 SHAPES = {"pr": FAST_SHAPES, "nightly": ALL_SHAPES}
+MAX_JOBS = 12  # more jobs make each play slower and a failure no likelier to show
 
 
 def test_fault_schedules(chaos_factory, jobchaos_runs, jobchaos_profile, jobchaos_seed,
@@ -26,13 +27,15 @@ def test_fault_schedules(chaos_factory, jobchaos_runs, jobchaos_profile, jobchao
     profile = jobchaos_profile.name
     try:
         if jobchaos_runs.replay is not None:
+            search.policy = RunPolicy.from_dict(jobchaos_runs.replay.policy)
             replayed = jobchaos_runs.replay.plan
             if search.fails(replayed):
                 pytest.fail(search.report(replayed, f"the replayed plan failed twice (seed "
                                                     f"{jobchaos_seed})"), pytrace=False)
             return
-        strategy = plans(policy=SCENARIO_POLICY, max_jobs=jobchaos_profile.jobs, max_events=6,
-                         horizon=2.0, workers=jobchaos_profile.workers, shapes=SHAPES[profile])
+        strategy = plans(policy=SEARCH_POLICY, max_jobs=min(jobchaos_profile.jobs, MAX_JOBS),
+                         max_events=6, horizon=2.0, workers=jobchaos_profile.workers,
+                         shapes=SHAPES[profile])
         failing = search.find(strategy, examples=EXAMPLES[profile], seed_=jobchaos_seed)
         if failing is None:
             return

@@ -22,12 +22,8 @@ import pytest
 from harness.toxiproxy.client import ToxiproxyClient, ToxiproxyError
 
 from .links import Faults, create_links, delete_links
-from .recorder import FaultRecorder
 from .server import ServerChoice, toxiproxy_server, url_from_env
 
-# Fixtures that may hold the history recorder (first one found that has record_fault).
-RECORDER_FIXTURES = ("jobchaos_recorder", "fault_recorder", "jobchaos_history", "history",
-                     "recorder")
 CHOICE_KEY = pytest.StashKey[ServerChoice]()
 SERVICES = ("redis", "postgres", "smtp")
 
@@ -99,23 +95,13 @@ def jobchaos_fault_links(
             delete_links(links)
 
 
-def _recorder(request: pytest.FixtureRequest) -> FaultRecorder | None:
-    for name in RECORDER_FIXTURES:
-        value = _optional_fixture(request, name)
-        if isinstance(value, FaultRecorder):
-            return value
-        inner = getattr(value, "recorder", None)
-        if isinstance(inner, FaultRecorder):
-            return inner
-    node_recorder = getattr(request.node, "jobchaos_recorder", None)
-    return node_recorder if isinstance(node_recorder, FaultRecorder) else None
-
-
 @pytest.fixture
 def faults(request: pytest.FixtureRequest, jobchaos_fault_links: Faults) -> Iterator[Faults]:
-    """Faults per link (`faults.redis.down()`, ...), all healed after the test."""
+    """Faults per link (`faults.redis.down()`, ...), all healed after the test. Faults are
+    recorded only where a recorder is given explicitly (`faults.recorder = recorder`); a
+    scenario run's nemesis records its own."""
     links = jobchaos_fault_links
-    links.recorder = _recorder(request)
+    links.recorder = None
     try:
         yield links
     finally:

@@ -152,16 +152,13 @@ def test_urls_point_at_the_proxy(links: Faults) -> None:
 
 
 # --- the pytest fixtures (they need the plugin's jobchaos_stack) ---------------------------
-@pytest.fixture
-def jobchaos_recorder() -> ListRecorder:
-    return ListRecorder()
-
-
 def test_faults_fixture_links_every_service(faults: Faults, proxied_redis_url: str,
-                                            proxied_database_url: str,
-                                            jobchaos_recorder: ListRecorder) -> None:
+                                            proxied_database_url: str) -> None:
     import psycopg
     import redis
+
+    recorder = ListRecorder()
+    faults.recorder = recorder  # given explicitly; the fixture probes for none
 
     assert set(faults.names) == {"redis", "postgres", "smtp"}
     with redis.Redis.from_url(proxied_redis_url, socket_timeout=5) as client:
@@ -175,7 +172,7 @@ def test_faults_fixture_links_every_service(faults: Faults, proxied_redis_url: s
     with socket.create_connection((faults.smtp.listen_host, faults.smtp.listen_port), 5) as s:
         s.settimeout(5)
         assert s.recv(3) == b"220"
-    assert [c[0] for c in jobchaos_recorder.calls] == ["inject", "heal"]
+    assert [c[0] for c in recorder.calls] == ["inject", "heal"]
     faults.postgres.down()  # left active on purpose: the fixture heals it after the test
 
 
