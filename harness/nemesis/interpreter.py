@@ -50,8 +50,9 @@ class Nemesis:
     """Applies a plan's events to a run's world and records them."""
 
     def __init__(self, world: World, workload: Workload, gauges: Gauges, recorder: Recorder,
-                 policy: RunPolicy, rng: random.Random) -> None:
+                 policy: RunPolicy, rng: random.Random, watch: Callable[[], None]) -> None:
         self.world = world
+        self.watch = watch  # raises if a worker died unstruck or none consumes
         self.workload = workload
         self.gauges = gauges
         self.recorder = recorder
@@ -91,7 +92,7 @@ class Nemesis:
         deadline = t0 + limit
         seen = (0, 0, 0)
         while True:
-            self.world.check_workers()
+            self.watch()
             self._heal_due()
             if time.monotonic() >= start + when.at:
                 with contextlib.suppress(Exception):  # a restarting server: look again

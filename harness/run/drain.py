@@ -22,31 +22,15 @@ from harness.run.world import World
 POLL = 0.05
 
 
-def wait_until(what: str, reading: Callable[[], int], at_least: int, timeout: float,
-               world: World) -> int:
-    """Poll ``reading`` until it reaches ``at_least``; TimeoutError names ``what``."""
-    end = time.monotonic() + timeout
-    seen = 0
-    while True:
-        world.check_workers()
-        with contextlib.suppress(Exception):
-            seen = reading()
-        if seen >= at_least:
-            return seen
-        if time.monotonic() >= end:
-            raise TimeoutError(f"waited {timeout:.1f} s for {what}; saw {seen} of {at_least}")
-        time.sleep(POLL / 2)
-
-
-def drain(gauges: Gauges, world: World, dispatched: set[str], recorder: h.Recorder,
-          deadline: float) -> bool:
+def drain(gauges: Gauges, watch: Callable[[], None], dispatched: set[str],
+          recorder: h.Recorder, deadline: float) -> bool:
     """Wait until every job in ``dispatched`` is terminal and the queue list is empty (a
     duplicate of a finished job must be consumed, not left behind), or ``deadline`` s."""
     op = recorder.invoke(h.OBSERVER, h.DRAIN, {"deadline": deadline})
     end = time.monotonic() + deadline
     pending, queued = set(dispatched), -1
     while True:
-        world.check_workers()
+        watch()
         with contextlib.suppress(Exception):  # a server may be restarting
             pending = dispatched - gauges.terminal_jobs()
             queued = gauges.queued()

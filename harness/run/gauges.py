@@ -55,6 +55,12 @@ class Gauges:
     def effects(self) -> int:
         return self.count("chaos_effects")
 
+    def activity(self) -> int:
+        """Rows any worker wrote so far (attempts, effects, outcomes): 0 means none consumed."""
+        return int(self._sql("SELECT (SELECT count(*) FROM chaos_attempts) + "
+                             "(SELECT count(*) FROM chaos_effects) + "
+                             "(SELECT count(*) FROM chaos_outcomes)")[0][0])
+
     def terminal_jobs(self) -> set[str]:
         rows = self._sql("SELECT DISTINCT job_id FROM chaos_outcomes "
                          "WHERE status IN ('completed', 'dead')")

@@ -28,6 +28,7 @@ from harness.run.drain import drain, observe
 from harness.run.gauges import Gauges
 from harness.run.judge import Judgement, judge
 from harness.run.policy import SCENARIO_POLICY, RunPolicy
+from harness.run.watchdog import Watchdog
 from harness.run.workload import Workload
 from harness.run.world import World
 from harness.services.workers import WorkerPool
@@ -49,8 +50,10 @@ class ChaosRun:
         self.rng = random.Random(seed)
         self.gauges = Gauges(world.direct)
         self.workload = Workload(recorder, world.direct, world.proxied)
-        self.nemesis = Nemesis(world, self.workload, self.gauges, recorder, policy, self.rng)
-        self._policy = policy
+        self.watchdog = Watchdog(world, self.workload, self.gauges)
+        self.nemesis = Nemesis(world, self.workload, self.gauges, recorder, policy, self.rng,
+                               self.watchdog.check)
+        self._policy = self.watchdog.policy = policy
         self.plan: Plan | None = None
         self.judgement: Judgement | None = None
         self.started = time.monotonic()
@@ -66,8 +69,11 @@ class ChaosRun:
         if self.world.pool is not None:
             raise RuntimeError("tune() the policy before the workers start: they were "
                                "configured with it")
-        self._policy = self.nemesis.policy = self._policy.tuned(**changes)
+        self._use(self._policy.tuned(**changes))
         return self._policy
+
+    def _use(self, policy: RunPolicy) -> None:
+        self._policy = self.nemesis.policy = self.watchdog.policy = policy
 
     @property
     def artifacts(self) -> Path:
@@ -100,7 +106,8 @@ class ChaosRun:
         """Wait for every dispatched job to be terminal and the queue to be empty, or the
         policy's drain deadline; True if it got there."""
         limit = self._policy.for_checkers().drain_deadline_s if deadline is None else deadline
-        return drain(self.gauges, self.world, set(self.workload.dispatched), self.recorder, limit)
+        return drain(self.gauges, self.watchdog.check, set(self.workload.dispatched),
+                     self.recorder, limit)
 
     def finish(self) -> Judgement:
         """Heal everything, stop the workers, observe, and judge."""
@@ -122,7 +129,7 @@ class ChaosRun:
         """Play ``plan`` (or the replay file given for this test) and fail the test unless the
         verdict is valid; ``unknown`` fails too, with its reason."""
         if self.replay is not None:
-            self._policy = self.nemesis.policy = RunPolicy.from_dict(self.replay.policy)
+            self._use(RunPolicy.from_dict(self.replay.policy))
             plan = self.replay.plan
         judgement = self.play(plan)
         if not judgement.valid:

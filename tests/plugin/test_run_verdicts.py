@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-IDLE_WORKER = f"{sys.executable} -c 'import time; time.sleep(1e9)'"
+SILENT_WORKER = f"{sys.executable} {Path(__file__).parent / 'workers' / 'silent_worker.py'}"
 
 
 def test_a_run_that_never_reaches_a_verdict_fails_at_teardown(pytester: pytest.Pytester):
@@ -51,7 +51,7 @@ def run_pytest(*args: str, artifacts: Path, env: dict[str, str] | None = None
 @pytest.mark.parametrize("scenario", ["scenarios/test_poison_jobs.py",
                                       "scenarios/test_fault_schedules.py"])
 def test_an_unknown_verdict_fails_with_its_reason(tmp_path: Path, scenario: str):
-    done = run_pytest(scenario, f"--jobchaos-worker-cmd={IDLE_WORKER}",
+    done = run_pytest(scenario, f"--jobchaos-worker-cmd={SILENT_WORKER}",
                       "--jobchaos-probe-cmd=none", artifacts=tmp_path)
     out = done.stdout + done.stderr
     assert done.returncode == 1, out[-3000:]

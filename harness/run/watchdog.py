@@ -1,0 +1,68 @@
+"""What every waiting loop of a run checks: that no worker died on its own, and that the
+workers consume at all. A worker that never takes a job (wrong queue name, wrong Redis URL, a
+shim that never reports) would otherwise cost every scenario its full drain deadline and end
+in a verdict that explains nothing; it is a session-level mistake instead, said once."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from harness.errors import JobchaosError
+from harness.run.gauges import Gauges
+from harness.run.policy import RunPolicy
+from harness.run.workload import Workload
+from harness.run.world import World
+from harness.services.base import log_tail
+
+CONSUME_BOUND_MIN = 5.0  # seconds; the bound is this or two leases, whichever is longer
+
+
+class WorkerNotConsumingError(JobchaosError):
+    """No worker took any job long after jobs were dispatched."""
+
+    session_level = True  # the same mistake would repeat in every later test
+
+
+class Watchdog:
+    """``check()`` raises if a worker died unstruck or none consumes within the bound."""
+
+    def __init__(self, world: World, workload: Workload, gauges: Gauges) -> None:
+        self.world = world
+        self.workload = workload
+        self.gauges = gauges
+        self.policy: RunPolicy | None = None
+        self.consumed = False
+
+    def bound(self) -> float:
+        lease = self.policy.lease if self.policy is not None else 0.0
+        return max(CONSUME_BOUND_MIN, 2 * lease)
+
+    def check(self) -> None:
+        self.world.check_workers()
+        first = self.workload.first_dispatch
+        if self.consumed or first is None or self.world.pool is None:
+            return
+        waited = time.monotonic() - first
+        if waited < self.bound():
+            return
+        with contextlib.suppress(Exception):  # a server restarting: look next time
+            self.consumed = self.gauges.activity() > 0
+            if not self.consumed:
+                raise self._error(waited)
+
+    def _error(self, waited: float) -> WorkerNotConsumingError:
+        w = self.world.workers[0]
+        queue = self.world.direct.queue
+        waiting = "?"
+        with contextlib.suppress(Exception):
+            waiting = str(self.gauges.queued())
+        return WorkerNotConsumingError(
+            f"no worker took a job in {waited:.1f} s after the first dispatch "
+            f"({waiting} still on the queue {queue!r}); every later scenario would wait out "
+            "its drain deadline the same way, so the session stops here.\n"
+            "  Likely causes: the worker reads another queue than CHAOS_QUEUE; it connects to "
+            "another Redis than CHAOS_REDIS_URL; it never writes chaos_attempts, "
+            "chaos_effects or chaos_outcomes rows (docs/contract.md); it is stuck starting.\n"
+            f"  command: {' '.join(w.argv)}\n  log: {w.log_path}\n"
+            f"  last lines of its log:\n{log_tail(w.log_path)}")
