@@ -47,6 +47,13 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("expected a whole number >= 0")
+    return number
+
+
 def _seed(value: str) -> int:
     return int(value)
 
@@ -125,8 +132,10 @@ SETTINGS: tuple[Setting, ...] = (
             "worker)", _command),
     Setting("probe_cmd", "Command that prints the worker system's state as ProbeState JSON "
             "(default: the reference worker's probe; 'none' for no probe)", _command),
-    Setting("replay", "A fault schedule (JSON, as printed by a failing property-based run) to "
-            "replay instead of generating schedules", _path),
+    Setting("replay", "A run's replay.json (plan, policy, test, seed; written by every run and "
+            "named in a failure's replay command): the test it names replays that plan", _path),
+    Setting("shrink", "On a failing scenario, shrink its plan with up to this many candidate "
+            "plans, each played twice (default 0: off)", _count, default="0"),
     Setting("worker_bugs", "Bug switches for the reference worker (comma-separated)",
             env_aliases=("REFERENCE_WORKER_BUGS",)),
 )
@@ -152,6 +161,7 @@ class Config:
     probe_cmd: tuple[str, ...] | None = None
     worker_bugs: str | None = None
     replay: Path | None = None
+    shrink: int = 0
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @property

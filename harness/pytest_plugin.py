@@ -257,7 +257,7 @@ def jobchaos_runs(
         links=request.getfixturevalue("jobchaos_fault_links"), namespace=jobchaos_namespace,
         artifacts=jobchaos_artifacts, worker=_worker_spec(jobchaos_config), seed=jobchaos_seed,
         replay=request.config.stash.get(REPLAY_KEY, None),
-        reproduce=_reproduce(jobchaos_config, jobchaos_seed))
+        reproduce=_reproduce(jobchaos_config, jobchaos_seed), shrink=jobchaos_config.shrink)
     request.node.stash[BUILDER_KEY] = builder
     return builder
 

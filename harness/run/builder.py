@@ -39,7 +39,7 @@ class RunBuilder:
 
     def __init__(self, *, test: str, stack: Stack, links: Faults, namespace: str,
                  artifacts: Path, worker: WorkerSpec, seed: int, replay: Replay | None,
-                 reproduce: Sequence[str]) -> None:
+                 reproduce: Sequence[str], shrink: int = 0) -> None:
         self.test = test
         self.stack = stack
         self.links = links
@@ -49,6 +49,7 @@ class RunBuilder:
         self.seed = seed
         self.replay = replay if replay is not None and replay.test == test else None
         self.reproduce = tuple(reproduce)
+        self.shrink_budget = shrink
         self.runs: list[ChaosRun] = []
         self._numbers = itertools.count(1)
 
@@ -78,7 +79,8 @@ class RunBuilder:
                       artifacts=where)
         run = ChaosRun(name=f"{self.test}[{label}]" if label else self.test, test=self.test,
                        world=world, recorder=Recorder(where / "history.jsonl"),
-                       seed=self.seed + n - 1, replay=self.replay, reproduce=self.reproduce)
+                       seed=self.seed + n - 1, replay=self.replay, reproduce=self.reproduce,
+                       shrinker=self._shrink if self.shrink_budget else None)
         self.runs.append(run)
         try:
             yield run
@@ -92,6 +94,20 @@ class RunBuilder:
             finally:
                 with contextlib.suppress(Exception):
                     self.stack.drop_database(db_name)
+
+    def _shrink(self, failed: ChaosRun) -> str:
+        """Shrink a failing run's plan on fresh runs; the minimal plan and its replay."""
+        from harness.search import Search
+
+        assert failed.plan is not None
+        search = Search(self.run, policy=failed.policy)
+        minimal, tried = search.shrink(failed.plan, budget=self.shrink_budget)
+        if search.failing is None:
+            return (f"shrinking: none of {tried} smaller plans failed twice; the plan above "
+                    "is the smallest known")
+        return search.report(minimal, f"shrunk in {tried} candidates from "
+                                      f"{len(failed.plan.jobs)} jobs and "
+                                      f"{len(failed.plan.events)} events")
 
     @property
     def reported(self) -> ChaosRun | None:

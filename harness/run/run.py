@@ -15,9 +15,10 @@ import json
 import random
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from harness.checkers import Validity
 from harness.contract import Job
 from harness.history import Recorder
 from harness.nemesis.events import Plan
@@ -39,7 +40,8 @@ class ChaosRun:
 
     def __init__(self, *, name: str, test: str, world: World, recorder: Recorder, seed: int,
                  policy: RunPolicy = SCENARIO_POLICY, replay: Replay | None = None,
-                 reproduce: Sequence[str] = ()) -> None:
+                 reproduce: Sequence[str] = (),
+                 shrinker: Callable[[ChaosRun], str] | None = None) -> None:
         self.name = name  # the run's label: the test's node id, plus a label for one of many
         self.test = test  # the pytest node id of the test it runs in
         self.world = world
@@ -47,6 +49,7 @@ class ChaosRun:
         self.seed = seed
         self.replay = replay  # a replay file naming this test: it replaces the plan
         self.reproduce = tuple(reproduce)  # options that reproduce this session's settings
+        self.shrinker = shrinker  # on a failing check(), says what a shrunk plan looks like
         self.rng = random.Random(seed)
         self.gauges = Gauges(world.direct)
         self.workload = Workload(recorder, world.direct, world.proxied)
@@ -135,7 +138,10 @@ class ChaosRun:
         if not judgement.valid:
             import pytest
 
-            pytest.fail(f"{judgement.text}\n\nreplay: {self.replay_command()}", pytrace=False)
+            text = f"{judgement.text}\n\nreplay: {self.replay_command()}"
+            if self.shrinker is not None and judgement.result.validity is Validity.INVALID:
+                text += "\n\n" + self.shrinker(self)
+            pytest.fail(text, pytrace=False)
         return judgement
 
     # -- reproducing -------------------------------------------------------------------------

@@ -73,3 +73,15 @@ def test_the_printed_replay_command_reproduces_the_failure(tmp_path: Path):
     # The replay ran the same plan: the same jobs were dispatched.
     assert re.findall(r"jobs: (\d+) dispatched", again.stdout) == re.findall(
         r"jobs: (\d+) dispatched", out)
+
+
+def test_a_failing_scripted_scenario_can_be_shrunk(tmp_path: Path):
+    done = run_pytest("scenarios/test_poison_jobs.py", "--jobchaos-worker-bugs=no_backoff",
+                      "--jobchaos-shrink=6", artifacts=tmp_path)
+    out = done.stdout
+    assert done.returncode == 1, out[-3000:]
+    shrunk = re.search(r"shrunk in (\d+) candidates from (\d+) jobs and 0 events:\n(\d+) jobs",
+                       out)
+    assert shrunk, out[-4000:]
+    assert int(shrunk.group(1)) <= 6 and int(shrunk.group(3)) < int(shrunk.group(2))
+    assert len(set(re.findall(r"^replay: (pytest .+)$", out, re.MULTILINE))) == 2
