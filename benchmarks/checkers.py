@@ -3,13 +3,14 @@
     .venv/bin/python benchmarks/checkers.py               # 1,000,000 jobs
     .venv/bin/python benchmarks/checkers.py --jobs 50000  # a quick run
 
-Writes a well-formed history (JSONL, as the recorder writes it) to a temporary file, then
+Writes a well-formed history (JSONL, header first, as the recorder writes it) to a temporary
+file, then
 prints the time to load it, the time to run every checker over it, jobs per second for each,
 and their ratio. Targets: checking >= 500,000 jobs/s on one core, and no slower than loading.
 
 The job mix, per 100 jobs: 60 ``[db_write]``; 20 ``[db_write, email]``; 12 ``[fail 1,
 db_write]`` (two attempts, the second after the backoff); 5 ``[sleep, email]``; 3 ``[fail
-always]`` (three attempts, failed, dead-lettered). Every job is dispatched (invoke, ok) and
+always]`` (three attempts, dead, dead-lettered). Every job is dispatched (invoke, ok) and
 observed after the drain: attempts, effect rows, sink messages, outcomes, probe state; a fault
 is injected and healed every 10,000 jobs. About 5.6 ops per job. ``--anomalies K`` plants K
 anomalies of each kind so the slow paths run too.
@@ -31,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.checkers import Backoff, Policy, check
-from harness.history import load
+from harness.history import header_line, load
 
 POLICY = Policy(max_tries=3, backoff=Backoff(base=0.05, cap=1.0), job_timeout=1.0, lease=2.0)
 _MIX = ["plain"] * 60 + ["email"] * 20 + ["retry"] * 12 + ["mail_only"] * 5 + ["doomed"] * 3
@@ -71,6 +72,7 @@ def synthesize(path: Path, jobs: int, anomalies: int = 0) -> int:
     obs = "ok", "observer"
     t = 0.0
     with path.open("w") as fh:
+        fh.write(header_line(1.7e9))
         w = _Writer(fh)
         for i in range(jobs):
             job = f'"job-{i:07d}"'
@@ -96,9 +98,10 @@ def synthesize(path: Path, jobs: int, anomalies: int = 0) -> int:
             job, at, k = f'"job-{i:07d}"', 10.0 + i * 1e-4, kinds[i]
             tries = 3 if k == "doomed" else 2 if k == "retry" else 1
             for n in range(1, tries + 1):
-                res = "ok" if n == tries and k != "doomed" else "exception"
+                end = ('"status":"completed"' if n == tries and k != "doomed" else
+                       f'"status":"{"dead" if n == tries else "retrying"}","reason":"exception"')
                 w.op(*obs, "attempt", f'{{"job":{job},"attempt":{n},"worker":"worker-{i % 4}",'
-                     f'"at":{at:.4f},"ended":{at + 0.001:.4f},"result":"{res}"}}', t)
+                     f'"at":{at:.4f},"ended":{at + 0.001:.4f},{end}}}', t)
                 at += 0.001 + POLICY.backoff.delay(n) + 0.002
         for i in range(jobs):  # effect rows and sink messages
             k = kinds[i]
@@ -112,7 +115,7 @@ def synthesize(path: Path, jobs: int, anomalies: int = 0) -> int:
         for i in range(jobs):  # outcomes
             at = f"{11.0 + i * 1e-4:.4f}"
             if kinds[i] == "doomed":
-                w.op(*obs, "outcome", f'{{"job":"job-{i:07d}","status":"failed",'
+                w.op(*obs, "outcome", f'{{"job":"job-{i:07d}","status":"dead",'
                      f'"reason":"exception","attempt":3,"at":{at}}}', t)
             elif not (anomalies and 2 * anomalies <= i < 3 * anomalies):  # these: lost
                 w.op(*obs, "outcome", f'{{"job":"job-{i:07d}","status":"completed","at":{at}}}', t)
@@ -124,7 +127,7 @@ def synthesize(path: Path, jobs: int, anomalies: int = 0) -> int:
 
 
 def _fault(fault: str, params: str) -> str:
-    return f'{{"fault":"{fault}","link":"redis","kind":"latency","params":{params}}}'
+    return f'{{"fault":"{fault}","target":"redis","kind":"latency","params":{params}}}'
 
 
 def main() -> None:

@@ -13,7 +13,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from harness import history as h
-from harness.contract import ProbeState
+from harness.contract import (
+    FAILURE_REASONS,
+    FailureReason,
+    OutcomeStatus,
+    ProbeState,
+)
 from harness.services.smtp import SinkMessage
 
 PROBE_TIMEOUT = 30.0
@@ -25,8 +30,8 @@ class TableRows:
 
     attempts: list[tuple[str, int, str, float]]  # job, attempt, worker, started
     effects: list[tuple[str, int, int, float]]  # job, step, row id, at
-    outcomes: list[tuple[str, int, str, str, str | None, float]]  # job, attempt, worker,
-    #                                                                 status, reason, at
+    # job, attempt, worker, status, reason, at (the table's CHECK keeps to the vocabulary)
+    outcomes: list[tuple[str, int, str, OutcomeStatus, FailureReason | None, float]]
 
 
 def read_tables(database_url: str) -> TableRows:
@@ -48,23 +53,22 @@ def read_tables(database_url: str) -> TableRows:
 
 
 def table_observations(rows: TableRows) -> list[h.Observation]:
-    """Effect rows, terminal outcomes, and attempts (with how each ended, when it did)."""
+    """Effect rows, terminal outcomes (``completed``, ``dead``), and attempts (with the
+    status and reason of the outcome row that ended each, when one did)."""
     obs: list[h.Observation] = [h.effect_row(job, step, ref=row_id, at=at)
                                 for job, step, row_id, at in rows.effects]
-    ended: dict[tuple[str, int, str], tuple[float, str]] = {}
+    ended: dict[tuple[str, int, str], tuple[float, OutcomeStatus, FailureReason | None]] = {}
     for job, attempt, worker, status, reason, at in rows.outcomes:
-        ended.setdefault((job, attempt, worker), (at, "ok" if status == "completed"
-                                                  else reason or "exception"))
-        if status == "completed":
-            obs.append(h.reported_outcome(job, "completed", attempt=attempt, worker=worker, at=at))
-        elif status == "dead":
-            obs.append(h.reported_outcome(job, "failed", reason=reason, attempt=attempt,
+        ended.setdefault((job, attempt, worker), (at, status, reason))
+        if status == "completed" or status == "dead":
+            obs.append(h.reported_outcome(job, status, reason=reason, attempt=attempt,
                                           worker=worker, at=at))
     for job, attempt, worker, started in rows.attempts:
         end = ended.get((job, attempt, worker))
         obs.append(h.attempt_record(job, at=started, attempt=attempt, worker=worker,
                                     ended=end[0] if end else None,
-                                    result=end[1] if end else None))
+                                    status=end[1] if end else None,
+                                    reason=end[2] if end else None))
     return obs
 
 
@@ -102,6 +106,14 @@ def probe_observations(state: ProbeState | None, reason: str | None = None) -> l
     obs += [h.job_state(j, "queued") for j in state.queued]
     obs += [h.job_state(j, "scheduled") for j in state.scheduled]
     obs += [h.job_state(x.job_id, "leased", worker=x.worker) for x in state.leased]
-    obs += [h.job_state(x.job_id, "dead", reason=x.reason) for x in state.dead]
+    obs += [_dead_letter(x.job_id, x.reason) for x in state.dead]
     obs += [h.lock_held(x.key, ttl=x.ttl, job=x.holder) for x in state.locks]
     return obs
+
+
+def _dead_letter(job: str, reason: str) -> h.Observation:
+    """A dead-lettered job: a reason outside the contract's words is kept as ``detail``."""
+    for word in FAILURE_REASONS:
+        if reason == word:
+            return h.job_state(job, "dead", reason=word)
+    return h.job_state(job, "dead", detail=reason)

@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal, get_args
 
 # -- env vars the harness sets for every worker process (and the probe) ---------------------
 ENV_REDIS_URL = "CHAOS_REDIS_URL"
@@ -183,11 +183,24 @@ def job(job_id: str, *steps: Mapping[str, Any], unique_key: str | None = None) -
     return Job(id=job_id, steps=tuple(steps), unique_key=unique_key)
 
 
-# -- what the worker writes to PostgreSQL (the harness creates these tables) ----------------
-OUTCOME_STATUSES = ("completed", "retrying", "dead")
-FAILURE_REASONS = ("exception", "timeout", "killed", "memory", "lease_lost")
+# -- the vocabulary: one set of words for the tables, the probe, the history and the docs ----
+OutcomeStatus = Literal["completed", "retrying", "dead"]  # how an attempt ended
+TerminalStatus = Literal["completed", "dead"]  # the statuses that end a job
+FailureReason = Literal["exception", "timeout", "killed", "memory", "lease_lost"]
+JobState = Literal["queued", "scheduled", "leased", "dead"]  # where the probe finds a job
 
-SCHEMA_SQL = """
+OUTCOME_STATUSES: Final[tuple[OutcomeStatus, ...]] = get_args(OutcomeStatus)
+TERMINAL_STATUSES: Final[tuple[TerminalStatus, ...]] = get_args(TerminalStatus)
+FAILURE_REASONS: Final[tuple[FailureReason, ...]] = get_args(FailureReason)
+JOB_STATES: Final[tuple[JobState, ...]] = get_args(JobState)
+
+
+def _sql_in(words: Iterable[str]) -> str:
+    return ", ".join(f"'{w}'" for w in words)
+
+
+# -- what the worker writes to PostgreSQL (the harness creates these tables) ----------------
+SCHEMA_SQL = f"""
 CREATE TABLE chaos_attempts (
     id         bigserial PRIMARY KEY,
     job_id     text NOT NULL,
@@ -208,8 +221,8 @@ CREATE TABLE chaos_outcomes (
     job_id     text NOT NULL,
     attempt    integer NOT NULL,
     worker     text NOT NULL,
-    status     text NOT NULL CHECK (status IN ('completed', 'retrying', 'dead')),
-    reason     text CHECK (reason IN ('exception', 'timeout', 'killed', 'memory', 'lease_lost')),
+    status     text NOT NULL CHECK (status IN ({_sql_in(OUTCOME_STATUSES)})),
+    reason     text CHECK (reason IN ({_sql_in(FAILURE_REASONS)})),
     detail     text,
     at         timestamptz NOT NULL DEFAULT clock_timestamp(),
     CHECK ((status = 'completed') = (reason IS NULL))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from harness.checkers.effects import check_effects
-from harness.checkers.facts import gc_paused
+from harness.checkers.jobmaps import gc_paused
 from harness.checkers.locks import check_locks
 from harness.checkers.model import (
     ANOMALY_KINDS,

@@ -14,8 +14,10 @@ from itertools import compress, repeat
 from operator import add, is_, lt, mul
 from typing import Any
 
-from harness.checkers.facts import DispatchFacts, Facts, facts, job_map, span
+from harness.checkers.dispatch import DispatchFacts
+from harness.checkers.facts import Facts, facts
 from harness.checkers.findings import Findings
+from harness.checkers.jobmaps import job_map, span
 from harness.checkers.model import CheckResult
 from harness.checkers.policy import Policy
 from harness.history import DISPATCH, EFFECT, History

@@ -1,32 +1,31 @@
 """Per-job facts derived from a history in O(n), shared by every checker.
 
 Built once per history (``History.derived``) and lazily by section. Jobs are their dense
-codes (``History.codes``), so per-job facts are flat arrays indexed by code, and sets of jobs
-are *job maps*: one byte per job (1: in the set), combined as Python integers (``&``, ``|``,
-``& ~``) at C speed. The usual, valid case is decided by a few such operations; loops over
-individual jobs run only where something is off.
+codes, so per-job facts are flat arrays indexed by code and sets of jobs are job maps
+(``harness.checkers.jobmaps``). The usual, valid case is decided by a few such operations;
+loops over individual jobs run only where something is off.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
 from array import array
 from bisect import bisect_left
-from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from functools import cached_property
-from itertools import compress, repeat
-from operator import eq, is_, le, lt, not_, or_
+from itertools import compress
+from operator import eq, le, lt, not_, or_
 from typing import Any
 
+from harness.checkers.dispatch import DispatchFacts
+from harness.checkers.jobmaps import job_map, last_index, members, optional, required
+from harness.contract import TerminalStatus
 from harness.history import (
     ATTEMPT,
     DISPATCH,
     DRAIN,
     EFFECT,
     LOCK,
-    MISSING,
     OUTCOME,
     PROBE,
     STATE,
@@ -35,94 +34,8 @@ from harness.history import (
 )
 
 
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector: checking allocates millions of acyclic containers,
-    and the collections those allocations trigger would dominate the run."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def facts(history: History) -> Facts:
     return history.derived("checker-facts", Facts)
-
-
-# --- job maps: one byte per job code ----------------------------------------------------------
-
-
-def span(codes: Iterable[int]) -> range | None:
-    """``codes`` as a range when they are consecutive increasing numbers (as when jobs are
-    dispatched once each, in order), else None; the cheap test comes first."""
-    if isinstance(codes, list | array) and codes and codes[-1] - codes[0] == len(codes) - 1:
-        r = range(codes[0], codes[-1] + 1)
-        if codes == (array(codes.typecode, r) if isinstance(codes, array) else list(r)):
-            return r
-    return None
-
-
-def job_map(n: int, codes: Iterable[int], r: range | None = None) -> int:
-    """The set of ``codes`` (all in ``range(n)``) as an integer: byte ``c`` is 1 for code c.
-    ``r``: ``span(codes)``, when known."""
-    r = span(codes) if r is None else r
-    if r is not None and r.start >= 0 and r.stop <= n:
-        return int.from_bytes(b"\1" * len(r), "little") << (8 * r.start)
-    flags = bytearray(n)
-    deque(map(flags.__setitem__, codes, repeat(1)), maxlen=0)
-    return int.from_bytes(flags, "little")
-
-
-def members(m: int, n: int) -> list[int]:
-    """The codes in job map ``m``, in increasing order."""
-    if not m:
-        return []
-    return list(compress(range(n), m.to_bytes(n, "little")))
-
-
-def first_index(n: int, codes: Sequence[int], idx: Sequence[int], r: range | None = None
-                ) -> array[int]:
-    """code -> index of the code's first op among ``idx`` (-1: none). ``r``: ``span(codes)``,
-    when known."""
-    r = span(codes) if r is None else r
-    if r is not None and r.start >= 0 and r.stop <= n:
-        none = array("i", [-1])
-        return none * r.start + array("i", idx) + none * (n - r.stop)
-    out = array("i", [-1]) * n
-    deque(map(out.__setitem__, reversed(codes), reversed(idx)), maxlen=0)
-    return out
-
-
-def last_index(n: int, codes: Iterable[int], idx: Iterable[int]) -> array[int]:
-    """code -> index of the code's last op among ``idx`` (-1: none)."""
-    out = array("i", [-1]) * n
-    deque(map(out.__setitem__, codes, idx), maxlen=0)
-    return out
-
-
-def distinct(codes: Sequence[int], r: range | None = None) -> Sequence[int]:
-    """``codes`` without repeats, in order of first appearance. ``r``: ``span(codes)``, when
-    known."""
-    if r is not None or span(codes) is not None:
-        return codes
-    return codes if len(set(codes)) == len(codes) else list(dict.fromkeys(codes))
-
-
-def required(column: list[Any], key: str) -> list[Any]:
-    """A field every value must have: ``value[key]`` raises where one has not."""
-    if any(map(is_, column, repeat(MISSING))):
-        raise KeyError(key)
-    return column
-
-
-def optional(column: list[Any]) -> list[Any]:
-    """A field values may lack: ``value.get(key)`` (None where one has not)."""
-    if any(map(is_, column, repeat(MISSING))):
-        return [None if v is MISSING else v for v in column]
-    return column
 
 
 class Facts:
@@ -179,7 +92,7 @@ class Facts:
 
     @cached_property
     def dispatch(self) -> DispatchFacts:
-        return DispatchFacts(self)
+        return DispatchFacts(self.h, self.n, *self.of(DISPATCH))
 
     # --- outcomes ---------------------------------------------------------------------------
 
@@ -189,7 +102,7 @@ class Facts:
         idx, codes = self.of(OUTCOME)
         return idx, codes, required(self.h.field(OUTCOME, "status"), "status")
 
-    def _status(self, status: str) -> tuple[Sequence[int], array[int]]:
+    def _status(self, status: TerminalStatus) -> tuple[Sequence[int], array[int]]:
         """(indices, codes) of the outcomes with this status."""
         key = f"status-{status}"
         if key not in self.__dict__:
@@ -218,21 +131,21 @@ class Facts:
         return self.completed_map.bit_count()
 
     @cached_property
-    def failed(self) -> dict[int, int]:
-        """code -> index of its last ``failed`` outcome (few, usually)."""
-        idx, codes = self._status("failed")
+    def reported_dead(self) -> dict[int, int]:
+        """code -> index of its last ``dead`` outcome (few, usually)."""
+        idx, codes = self._status("dead")
         return dict(zip(codes, idx, strict=True))
 
     @cached_property
-    def failed_map(self) -> int:
-        return job_map(self.n, self.failed)
+    def reported_dead_map(self) -> int:
+        return job_map(self.n, self.reported_dead)
 
     @cached_property
     def outcome_counts(self) -> Counter[int] | None:
         """Outcomes per job code, or None when no job has more than one (the usual case)."""
         n_ops = len(self.outcome_ops[0])
-        if self.n_completed + len(self.failed) == n_ops and not (
-                self.completed_map & self.failed_map):
+        if self.n_completed + len(self.reported_dead) == n_ops and not (
+                self.completed_map & self.reported_dead_map):
             return None
         return Counter(self.outcome_ops[1])
 
@@ -242,7 +155,7 @@ class Facts:
     def outcome(self, c: int) -> int | None:
         """The index of job ``c``'s terminal outcome (completed first), or None."""
         i = self.completed[c]
-        return i if i >= 0 else self.failed.get(c)
+        return i if i >= 0 else self.reported_dead.get(c)
 
     # --- effects ----------------------------------------------------------------------------
 
@@ -292,7 +205,7 @@ class Facts:
 
     @cached_property
     def runs(self) -> dict[int, list[tuple[Any, Any, Any, int]]]:
-        """Jobs with more than one attempt -> (at, ended, result, index) of each, by start."""
+        """Jobs with more than one attempt -> (at, ended, status, index) of each, by start."""
         idx, codes = self.attempt_ops
         same = list(map(eq, codes, codes[1:]))  # attempts k and k + 1 are of one job
         # The usual case: attempts listed by job, so each job's attempts are together.
@@ -316,7 +229,7 @@ class Facts:
         for c, attempts in retried.items():
             vals = [values[i] for i in attempts]
             out[c] = sorted(zip([v["at"] for v in vals], [v.get("ended") for v in vals],
-                                [v.get("result") for v in vals], attempts, strict=True))
+                                [v.get("status") for v in vals], attempts, strict=True))
         return out
 
     def _runs_together(self, idx: Sequence[int], codes: array[int], same: list[bool]
@@ -335,7 +248,7 @@ class Facts:
         except TypeError:
             return None
         rows = list(zip(at, optional(list(compress(h.field(ATTEMPT, "ended"), keep))),
-                        optional(list(compress(h.field(ATTEMPT, "result"), keep))),
+                        optional(list(compress(h.field(ATTEMPT, "status"), keep))),
                         compress(idx, keep), strict=True))
         starts = [0, *compress(range(1, len(kept)), map(not_, pairs))]
         return {kept[a]: rows[a:b] for a, b in zip(starts, [*starts[1:], len(kept)],
@@ -359,15 +272,15 @@ class Facts:
         return self._by_code(STATE)
 
     @cached_property
-    def dead(self) -> dict[int, int]:
-        """Dead-lettered job codes -> the state op saying so."""
+    def dead_lettered(self) -> dict[int, int]:
+        """Dead-lettered job codes -> the probe's ``state`` op saying so."""
         values = self.h.values
         return {c: i for c, ids in self.states.items() for i in ids
                 if values[i]["state"] == "dead"}
 
     @cached_property
-    def dead_map(self) -> int:
-        return job_map(self.n, self.dead)
+    def dead_lettered_map(self) -> int:
+        return job_map(self.n, self.dead_lettered)
 
     @cached_property
     def live(self) -> dict[int, list[int]]:
@@ -401,7 +314,7 @@ class Facts:
 
     @cached_property
     def terminal_map(self) -> int:
-        return self.completed_map | self.failed_map | self.dead_map
+        return self.completed_map | self.reported_dead_map | self.dead_lettered_map
 
     def job_ops(self, f: str, codes: Iterable[int], limit: int = 20) -> dict[int, list[int]]:
         """For each of ``codes``: the indices of its ops of function ``f`` (at most ``limit``).
@@ -413,95 +326,3 @@ class Facts:
                 if ids is not None and len(ids) < limit:
                     ids.append(i)
         return out
-
-
-class DispatchFacts:
-    """Who was dispatched, and how each dispatch ended."""
-
-    def __init__(self, fx: Facts) -> None:
-        h, n = fx.h, fx.n
-        self.fx = fx
-        idx, codes = fx.of(DISPATCH)
-        kinds = h.column(h.types, DISPATCH)
-        steps = h.field(DISPATCH, "steps")
-        by_type: dict[str, tuple[Sequence[int], Sequence[int]]] = {}
-        if len(kinds) % 2 == 0 and kinds == ["invoke", "ok"] * (len(kinds) // 2):
-            # The usual case: each invocation acknowledged at once.
-            by_type = {"invoke": (idx[0::2], codes[0::2]), "ok": (idx[1::2], codes[1::2]),
-                       "fail": ([], []), "info": ([], [])}
-            self._steps = steps[0::2]
-        for t in ("invoke", "ok", "fail", "info"):
-            if t in by_type:
-                continue
-            if t in ("fail", "info") and len(by_type["invoke"][0]) + len(by_type["ok"][0]) == len(
-                    idx):
-                by_type[t] = [], []  # the usual case: only invocations and acknowledgements
-                continue
-            sel = list(map(t.__eq__, kinds))
-            by_type[t] = list(compress(idx, sel)), list(compress(codes, sel))
-            if t == "invoke":
-                self._steps = list(compress(steps, sel))
-        inv, inv_codes = by_type["invoke"]
-        self._inv_codes = inv_codes
-        self.n_invokes = len(inv)
-        r = span(inv_codes)  # the usual case: range(number of jobs)
-        self.first_invoke = first_index(n, inv_codes, inv, r)
-        self.invoked = distinct(inv_codes, r)  # codes, in order of first dispatch
-        self.invoked_span = r if r is not None else span(self.invoked)
-        self.invoked_map = job_map(n, self.invoked, self.invoked_span)
-        oks, ok_codes = by_type["ok"]
-        self._oks, self._ok_codes = oks, ok_codes
-        self._fail_codes = by_type["fail"][1]
-        # The usual case: each invocation acknowledged, in order, each job once.
-        self.all_acked = ok_codes == inv_codes and len(self.invoked) == len(inv_codes)
-        self.acked = self.invoked if self.all_acked else distinct(ok_codes)
-        self.acked_map = self.invoked_map if self.all_acked else job_map(n, self.acked)
-        self.info = dict(zip(reversed(by_type["info"][1]), reversed(by_type["info"][0]),
-                             strict=True))
-        self.fail = dict(zip(reversed(by_type["fail"][1]), reversed(by_type["fail"][0]),
-                             strict=True))
-        self.failed: dict[int, int] = {}  # every dispatch failed: definitely not enqueued
-        self.indeterminate: dict[int, int] = {}  # code -> its info (or unanswered invoke)
-        if not (self.all_acked and not self.fail and not self.info):
-            self._classify(inv_codes)
-        self.failed_map = job_map(n, self.failed)
-
-    def _classify(self, inv_codes: Sequence[int]) -> None:
-        acked = self.acked_map.to_bytes(self.fx.n, "little")
-        if self.fail:
-            invokes = Counter(inv_codes)
-            fails = Counter(self._fail_codes)
-            self.failed = {c: i for c, i in self.fail.items()
-                           if not acked[c] and fails[c] == invokes[c]}
-        self.indeterminate = {c: self.info.get(c, self.first_invoke[c]) for c in self.invoked
-                              if not acked[c] and c not in self.failed}
-
-    @cached_property
-    def ok_index(self) -> dict[int, int]:
-        return dict(zip(reversed(self._ok_codes), reversed(self._oks), strict=True))
-
-    def evidence(self, c: int) -> list[int]:
-        """The dispatch ops of job ``c``: its first invocation and how it ended."""
-        out = [self.first_invoke[c]] if self.first_invoke[c] >= 0 else []
-        for d in (self.ok_index, self.info, self.fail):
-            if c in d:
-                out.append(d[c])
-        return out
-
-    def expected(self) -> tuple[Sequence[int], list[Any]]:
-        """The jobs dispatched and not failed (in order of first dispatch), and the steps
-        of each one's first dispatch (None: no steps)."""
-        if len(self.invoked) == len(self._inv_codes):  # each job dispatched once
-            jobs, steps = self.invoked, self._steps
-        else:
-            first = dict(zip(reversed(self._inv_codes), reversed(self._steps), strict=True))
-            jobs = self.invoked
-            steps = [first[c] for c in jobs]
-        if self.failed:
-            keep = [c not in self.failed for c in jobs]
-            jobs, steps = list(compress(jobs, keep)), list(compress(steps, keep))
-        return jobs, optional(steps)
-
-    def steps(self, c: int) -> Any:
-        i = self.first_invoke[c]
-        return self.fx.h.values[i].get("steps") if i >= 0 else None

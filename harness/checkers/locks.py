@@ -39,7 +39,7 @@ def check_locks(history: History, policy: Policy) -> CheckResult:
         state = ""
         if c >= 0:
             state = ("; its job completed" if fx.is_completed(c) else
-                     "; its job failed" if c in fx.failed or c in fx.dead else
+                     "; its job is dead" if c in fx.reported_dead or c in fx.dead_lettered else
                      "; its job has no outcome")
         out.add("lock_leaked", c if c >= 0 else None, f"lock {v.get('key')!r}{holder} {why}"
                 f"{state}", [i], evidence=(OUTCOME, ATTEMPT))

@@ -1,8 +1,8 @@
 """Are the terminal outcomes consistent and accounted for? Cost: O(n).
 
-Terminal facts about a job: outcome rows the worker reported (``completed``, ``failed`` with a
-reason) and the probe's dead-letter entries. They must agree, must not be followed by more
-runs, and every failure must be both recorded and dead-lettered.
+Terminal facts about a job: outcome rows the worker reported (``completed``, or ``dead`` with
+a failure reason) and the probe's dead-letter entries. They must agree, must not be followed
+by more runs, and every job that died must be both reported ``dead`` and dead-lettered.
 """
 
 from __future__ import annotations
@@ -21,16 +21,18 @@ def check_outcomes(history: History, policy: Policy) -> CheckResult:
     fx = facts(history)
     out = Findings(NAME, policy, fx, KINDS)
     values = history.values
-    completed, failed, dead, live = fx.completed, fx.failed, fx.dead, fx.live
+    completed, died, dead_lettered, live = (fx.completed, fx.reported_dead, fx.dead_lettered,
+                                            fx.live)
     available = fx.probe[0]
 
     # regressed: a terminal outcome later contradicted.
-    for c in fx.members(fx.completed_map & fx.failed_map):
-        ok, bad = completed[c], failed[c]
-        first, then = ("completed", "failed") if _first(fx, ok, bad) else ("failed", "completed")
+    for c in fx.members(fx.completed_map & fx.reported_dead_map):
+        ok, bad = completed[c], died[c]
+        first, then = ("completed", "dead") if _first(fx, ok, bad) else ("dead", "completed")
         out.add("regressed", c, f"reported {first}, then {then}", [ok, bad])
-    for c in fx.members(fx.completed_map & fx.dead_map):
-        out.add("regressed", c, "reported completed, but dead-lettered", [completed[c], dead[c]])
+    for c in fx.members(fx.completed_map & fx.dead_lettered_map):
+        out.add("regressed", c, "reported completed, but dead-lettered",
+                [completed[c], dead_lettered[c]])
     for c, where in sorted(live.items()):
         end = fx.outcome(c)
         if end is not None:
@@ -50,46 +52,48 @@ def check_outcomes(history: History, policy: Policy) -> CheckResult:
     counts = fx.outcome_counts
     if counts is not None:
         for c, n in counts.items():
-            if n > 1 and not (fx.is_completed(c) and c in failed):
-                status = "completed" if fx.is_completed(c) else "failed"
+            if n > 1 and not (fx.is_completed(c) and c in died):
+                status = "completed" if fx.is_completed(c) else "dead"
                 out.add("duplicated", c, f"{status} reported {n} times", evidence=(OUTCOME,))
 
-    # unaccounted_failure: dead-lettered with no failure record ...
-    for c in fx.members(fx.dead_map & ~fx.failed_map & ~fx.completed_map):
-        reason = values[dead[c]].get("reason")
-        out.add("unaccounted_failure", c, "dead-lettered with no failure record"
-                + (f" (dead letter reason: {reason})" if reason else ""), [dead[c]],
+    # unaccounted_failure: dead-lettered with no dead outcome reported ...
+    for c in fx.members(fx.dead_lettered_map & ~fx.reported_dead_map & ~fx.completed_map):
+        i = dead_lettered[c]
+        reason = values[i].get("reason") or values[i].get("detail")
+        out.add("unaccounted_failure", c, "dead-lettered with no dead outcome reported"
+                + (f" (dead letter reason: {reason})" if reason else ""), [i],
                 evidence=(ATTEMPT,))
-    # ... or a failure recorded while tries remained, and the job never ran again ...
+    # ... or reported dead while tries remained, and the job never ran again ...
     have_attempts = bool(fx.attempt_ops[0])
-    if failed and not have_attempts:
-        out.notes.append("no attempt records: failures with tries left cannot be checked")
+    if died and not have_attempts:
+        out.notes.append("no attempt records: deaths with tries left cannot be checked")
     if have_attempts:
         _tries_left(out, fx, policy)
-    # ... or a failure never dead-lettered (when the worker keeps a dead letter queue).
+    # ... or reported dead but never dead-lettered (when the worker keeps a dead letter queue).
     if policy.dead_letter and available:
-        for c in fx.members(fx.failed_map & ~fx.dead_map & ~fx.completed_map):
+        for c in fx.members(fx.reported_dead_map & ~fx.dead_lettered_map & ~fx.completed_map):
             if c not in live:
-                out.add("unaccounted_failure", c, "failed permanently, but not dead-lettered",
-                        [failed[c], *fx.probe[1][-1:]])
-    return out.result(terminal_completed=fx.n_completed, terminal_failed=len(failed),
-                      terminal_dead=len(dead))
+                out.add("unaccounted_failure", c, "reported dead, but not dead-lettered",
+                        [died[c], *fx.probe[1][-1:]])
+    return out.result(terminal_completed=fx.n_completed, terminal_dead=len(died),
+                      terminal_dead_lettered=len(dead_lettered))
 
 
 def _tries_left(out: Findings, fx: Facts, policy: Policy) -> None:
     values = fx.h.values
-    counts = {c: fx.n_attempts(c) for c in fx.failed}
-    early = [c for c in sorted(fx.failed) if counts[c] < policy.max_tries
-             and values[fx.failed[c]].get("reason") not in policy.final_reasons
+    died = fx.reported_dead
+    counts = {c: fx.n_attempts(c) for c in died}
+    early = [c for c in sorted(died) if counts[c] < policy.max_tries
+             and values[died[c]].get("reason") not in policy.final_reasons
              and not fx.is_completed(c)]  # completed too: reported as regressed
     attempts = fx.job_ops(ATTEMPT, early, limit=policy.max_tries)
     for c in early:
-        i = fx.failed[c]
+        i = died[c]
         at = values[i].get("at")
         if at is not None and any((values[a].get("at") or 0) > at for a in attempts[c]):
             continue  # it ran again: reported as regressed
         reason = values[i].get("reason") or "no reason"
-        out.add("unaccounted_failure", c, f"failed ({reason}) after {counts[c]} of "
+        out.add("unaccounted_failure", c, f"reported dead ({reason}) after {counts[c]} of "
                 f"{policy.max_tries} tries, and never ran again", [i, *attempts[c]])
 
 

@@ -2,13 +2,14 @@
 
 A job is *in the system* when its dispatch was acknowledged (``ok``), or when the dispatch was
 indeterminate (``info``, or never completed) but the job ran. Its *terminal outcome* is a
-reported outcome (completed or failed) or a dead-letter entry found by the probe. Cost: O(n).
+reported outcome (``completed`` or ``dead``) or a dead-letter entry found by the probe. Cost: O(n).
 """
 
 from __future__ import annotations
 
-from harness.checkers.facts import Facts, facts, job_map
+from harness.checkers.facts import Facts, facts
 from harness.checkers.findings import Findings
+from harness.checkers.jobmaps import job_map
 from harness.checkers.model import CheckResult
 from harness.checkers.policy import Policy
 from harness.history import ATTEMPT, DISPATCH, EFFECT, LOCK, OUTCOME, STATE, History
@@ -72,8 +73,8 @@ def check_queue(history: History, policy: Policy) -> CheckResult:
         indeterminate=len(d.indeterminate),
         dispatch_failed=len(d.failed),
         completed=fx.n_completed,
-        failed=len(fx.failed),
-        dead_lettered=len(fx.dead),
+        dead=len(fx.reported_dead),
+        dead_lettered=len(fx.dead_lettered),
         probe_available=int(available),
     )
 
@@ -93,7 +94,7 @@ def _unexpected(out: Findings, fx: Facts) -> None:
             max(fx.attempt_ops[1], default=-1), max(fx.outcome_ops[1], default=-1),
             max(fx.states, default=-1), max(fx.locks, default=-1)) < r.stop:
         return  # the usual case: every job observed was dispatched (codes 0, 1, ... n - 1)
-    observed = (fx.completed_map | fx.failed_map | fx.attempt_map
+    observed = (fx.completed_map | fx.reported_dead_map | fx.attempt_map
                 | job_map(fx.n, fx.states) | job_map(fx.n, fx.locks))
     for c in fx.members(observed & (~d.invoked_map | d.failed_map)):
         why = "dispatched, but every dispatch failed" if c in d.failed else "never dispatched"

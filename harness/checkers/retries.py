@@ -41,7 +41,7 @@ def check_retries(history: History, policy: Policy) -> CheckResult:
     for c, runs in fx.runs.items():
         for n in range(1, len(runs)):
             start, _, _, i = runs[n]
-            _prev_start, prev_end, prev_result, p = runs[n - 1]
+            _prev_start, prev_end, prev_status, p = runs[n - 1]
             if prev_end is None:
                 continue
             judged += 1
@@ -49,12 +49,12 @@ def check_retries(history: History, policy: Policy) -> CheckResult:
             if gap < 0:
                 out.add("hammering", c, f"attempt {n + 1} started {-gap:.3f} s before attempt "
                         f"{n} ended", [p, i])
-            elif prev_result != "ok" and gap < floor[n]:
+            elif prev_status != "completed" and gap < floor[n]:
                 out.add("hammering", c, f"retry {n} came {gap:.3f} s after the failure; the "
                         f"backoff allows no less than {max(floor[n], 0.0):.3f} s", [p, i])
 
     undecided = None
-    if n_attempts == 0 and (fx.n_completed or fx.failed):
+    if n_attempts == 0 and (fx.n_completed or fx.reported_dead):
         undecided = "no attempt records: retry bound and backoff cannot be checked"
     return out.result(undecided=undecided, attempts=n_attempts, retried_jobs=len(fx.runs),
                       retry_gaps_judged=judged)

@@ -10,13 +10,15 @@ Phase = Literal["inject", "heal"]
 
 @runtime_checkable
 class FaultRecorder(Protocol):
-    """Anything with this method (the history's recorder); it takes its own timestamps."""
+    """Anything with this method (the history's recorder); it takes its own timestamps.
+    ``target`` is what the fault strikes: a link name (``redis``), a worker id, a job id or
+    a server name."""
 
     def record_fault(
         self,
         phase: Phase,
         fault_id: str,
-        link: str,
+        target: str,
         kind: str,
         params: Mapping[str, object],
     ) -> None: ...
@@ -32,8 +34,8 @@ class ListRecorder:
         self,
         phase: Phase,
         fault_id: str,
-        link: str,
+        target: str,
         kind: str,
         params: Mapping[str, object],
     ) -> None:
-        self.calls.append((phase, fault_id, link, kind, dict(params)))
+        self.calls.append((phase, fault_id, target, kind, dict(params)))

@@ -23,7 +23,7 @@ _EVIDENCE_LINES: Final = 6
 _JOB_WIDTH: Final = 20
 _SUMMARY_COUNTS: Final = (
     ("dispatched", "dispatched"), ("acknowledged", "acknowledged"),
-    ("indeterminate", "indeterminate"), ("completed", "completed"), ("failed", "failed"),
+    ("indeterminate", "indeterminate"), ("completed", "completed"), ("dead", "dead"),
     ("dead_lettered", "dead-lettered"), ("attempts", "attempts"), ("effects", "effects"),
 )
 
@@ -130,7 +130,7 @@ def results_dict(result: CheckResult, history: History, policy: Policy | None = 
         "checkers": {c.name: checker(c) for c in result.children or (result,)},
         "anomalies": [anomaly(a) for a in ordered(result.anomalies)],
         "faults": [
-            {"fault": s.fault, "kind": s.kind, "link": s.link, "params": s.params,
+            {"fault": s.fault, "kind": s.kind, "target": s.target, "params": s.params,
              "inject": s.inject, "heal": s.heal, "start": s.start, "end": s.end}
             for s in history.fault_spans()
         ],

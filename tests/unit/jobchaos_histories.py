@@ -59,10 +59,10 @@ class Builder:
         return ops
 
     # nemesis ---------------------------------------------------------------------------
-    def fault(self, phase: str, fault: str, link: str = "redis", kind: str = "latency") -> int:
+    def fault(self, phase: str, fault: str, target: str = "redis", kind: str = "latency") -> int:
         assert phase in (INJECT, HEAL)
         return self.op("info", NEMESIS, phase,
-                       {"fault": fault, "link": link, "kind": kind, "params": {}})
+                       {"fault": fault, "target": target, "kind": kind, "params": {}})
 
     def drain(self, pending: int = 0) -> list[int]:
         return [self.op("invoke", OBSERVER, DRAIN, {"deadline": 30.0}),
@@ -70,9 +70,14 @@ class Builder:
 
     # observer --------------------------------------------------------------------------
     def attempt(self, job: str, at: float, ended: float | None = None,
-                result: str | None = "ok", n: int | None = None) -> int:
-        return self.observe(attempt_record(job, at=at, ended=ended, result=result, attempt=n,
-                                           worker="worker-1"))
+                status: str | None = "completed", n: int | None = None,
+                reason: str | None = None) -> int:
+        """An attempt; one that failed (status ``retrying`` or ``dead``) has reason
+        ``exception`` unless another is given."""
+        if status in ("retrying", "dead") and reason is None:
+            reason = "exception"
+        return self.observe(attempt_record(job, at=at, ended=ended, status=status,  # type: ignore[arg-type]
+                                           reason=reason, attempt=n, worker="worker-1"))  # type: ignore[arg-type]
 
     def effect(self, job: str, step: int, kind: str = "db_write", at: float | None = None) -> int:
         return self.observe(effect(job, step, kind, at=at))  # type: ignore[arg-type]
@@ -98,17 +103,18 @@ class Builder:
 def run(b: Builder, job: str, steps: Sequence[str | dict[str, Any]], *, start: float,
         failures: int = 0, gap: float = 1.0, status: str = "completed") -> None:
     """Observations of one job that ran correctly: ``failures`` failed attempts spaced
-    ``gap`` s apart, then (if ``status`` is completed) a successful one with its effects."""
+    ``gap`` s apart, then (if ``status`` is completed) a successful one with its effects;
+    if ``status`` is dead, the last failure is the job's end."""
     at = start
     tries = failures + (1 if status == "completed" else 0)
     for n in range(1, tries + 1):
-        ok = status == "completed" and n == tries
-        b.attempt(job, at, at + 0.01, "ok" if ok else "exception", n)
+        end = "retrying" if n < tries else status
+        b.attempt(job, at, at + 0.01, end, n)
         at += 0.01 + gap
     if status == "completed":
         for n, kind in enumerate(steps_of(*steps)):
             if kind["op"] in EFFECTFUL:
                 b.effect(job, n, kind["op"], at=start)
     b.outcome(job, status, reason=None if status == "completed" else "exception", at=at)
-    if status == "failed":
+    if status == "dead":
         b.state(job, "dead", reason="exception")

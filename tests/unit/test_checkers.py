@@ -29,7 +29,7 @@ V, U, I = Validity.VALID, Validity.UNKNOWN, Validity.INVALID  # noqa: E741
 
 def queue_counts(**over: int) -> dict[str, int]:
     base = dict(dispatched=0, dispatches=0, acknowledged=0, indeterminate=0, dispatch_failed=0,
-                completed=0, failed=0, dead_lettered=0, probe_available=1, lost=0, stuck=0,
+                completed=0, dead=0, dead_lettered=0, probe_available=1, lost=0, stuck=0,
                 unresolved=0, unexpected=0, recovered=0)
     return base | over
 
@@ -40,7 +40,7 @@ def effect_counts(**over: int) -> dict[str, int]:
 
 
 def outcome_counts(**over: int) -> dict[str, int]:
-    return dict(terminal_completed=0, terminal_failed=0, terminal_dead=0, regressed=0,
+    return dict(terminal_completed=0, terminal_dead=0, terminal_dead_lettered=0, regressed=0,
                 unaccounted_failure=0, duplicated=0) | over
 
 
@@ -218,12 +218,12 @@ def test_unsuccessful_completion_completed_without_its_effects() -> None:
                      unsuccessful_completion=1))
 
 
-def test_a_failed_job_may_miss_effects() -> None:
+def test_a_dead_job_may_miss_effects() -> None:
     b = Builder()
     b.dispatch("a", ["db_write", {"op": "fail", "times": None}, "email"])
     b.probe()
     b.effect("a", 0)
-    b.outcome("a", "failed", reason="exception")
+    b.outcome("a", "dead", reason="exception")
     assert check_effects(b.build(), POLICY).validity is V
 
 
@@ -249,10 +249,10 @@ def test_unexpected_effects() -> None:
 
 def test_regressed_terminal_outcomes_later_contradicted() -> None:
     b = two_jobs()
-    b.outcome("a", "failed", reason="timeout", at=2000.0)  # 15: completed at 1000.01, then
+    b.outcome("a", "dead", reason="timeout", at=2000.0)  # 15: completed at 1000.01, then
     b.state("b", "dead")  # 16: completed, but dead-lettered
     b.dispatch("c")  # 17 18
-    b.outcome("c", "failed", reason="exception", at=1000.0)  # 19
+    b.outcome("c", "dead", reason="exception", at=1000.0)  # 19
     b.outcome("c", "completed", at=1001.0)  # 20
     b.state("c", "dead")  # 21
     b.dispatch("d")  # 22 23
@@ -262,13 +262,14 @@ def test_regressed_terminal_outcomes_later_contradicted() -> None:
     b.state("d", "queued")  # 27: and is back in the queue
     result = check_outcomes(b.build(), POLICY)
     assert result == CheckResult("outcomes", I, (
-        Anomaly("regressed", "a", (10, 15), "reported completed, then failed"),
-        Anomaly("regressed", "c", (19, 20), "reported failed, then completed"),
+        Anomaly("regressed", "a", (10, 15), "reported completed, then dead"),
+        Anomaly("regressed", "c", (19, 20), "reported dead, then completed"),
         Anomaly("regressed", "b", (14, 16), "reported completed, but dead-lettered"),
         Anomaly("regressed", "c", (20, 21), "reported completed, but dead-lettered"),
         Anomaly("regressed", "d", (25, 27), "reported completed, but queued again"),
         Anomaly("regressed", "d", (25, 26), "reported completed, then ran again"),
-    ), outcome_counts(terminal_completed=4, terminal_failed=2, terminal_dead=2, regressed=6))
+    ), outcome_counts(terminal_completed=4, terminal_dead=2, terminal_dead_lettered=2,
+                      regressed=6))
     # Each job is named once per contradiction; none is also an unaccounted failure.
 
 
@@ -286,27 +287,28 @@ def test_unaccounted_failures() -> None:
         b.dispatch(job, [{"op": "fail", "times": None}])  # 0..7
     b.probe()  # 8
     # a: three tries, failed, dead-lettered: accounted for.
-    run(b, "a", [], start=1000.0, failures=3, status="failed")  # 9 10 11, 12, 13
-    # b: dead-lettered, no failure record.
+    run(b, "a", [], start=1000.0, failures=3, status="dead")  # 9 10 11, 12, 13
+    # b: dead-lettered, no dead outcome reported.
     for n in range(3):
-        b.attempt("b", 1000.0 + 2 * n, 1000.1 + 2 * n, "exception", n + 1)  # 14 15 16
+        b.attempt("b", 1000.0 + 2 * n, 1000.1 + 2 * n, "retrying", n + 1)  # 14 15 16
     b.state("b", "dead", reason="timeout")  # 17
-    # c: failed after one of three tries, and never ran again.
-    b.attempt("c", 1000.0, 1000.1, "exception", 1)  # 18
-    b.outcome("c", "failed", reason="exception", at=1000.2)  # 19
+    # c: reported dead after one of three tries, and never ran again.
+    b.attempt("c", 1000.0, 1000.1, "dead", 1)  # 18
+    b.outcome("c", "dead", reason="exception", at=1000.2)  # 19
     b.state("c", "dead")  # 20
-    # d: failed after three tries, but not dead-lettered.
+    # d: reported dead after three tries, but not dead-lettered.
     for n in range(3):
-        b.attempt("d", 1000.0 + 2 * n, 1000.1 + 2 * n, "exception", n + 1)  # 21 22 23
-    b.outcome("d", "failed", reason="exception", at=1010.0)  # 24
+        b.attempt("d", 1000.0 + 2 * n, 1000.1 + 2 * n, "retrying" if n < 2 else "dead",
+                  n + 1)  # 21 22 23
+    b.outcome("d", "dead", reason="exception", at=1010.0)  # 24
     result = check_outcomes(b.build(), POLICY)
     assert result == CheckResult("outcomes", I, (
         Anomaly("unaccounted_failure", "b", (14, 15, 16, 17),
-                "dead-lettered with no failure record (dead letter reason: timeout)"),
+                "dead-lettered with no dead outcome reported (dead letter reason: timeout)"),
         Anomaly("unaccounted_failure", "c", (18, 19),
-                "failed (exception) after 1 of 3 tries, and never ran again"),
-        Anomaly("unaccounted_failure", "d", (8, 24), "failed permanently, but not dead-lettered"),
-    ), outcome_counts(terminal_failed=3, terminal_dead=3, unaccounted_failure=3))
+                "reported dead (exception) after 1 of 3 tries, and never ran again"),
+        Anomaly("unaccounted_failure", "d", (8, 24), "reported dead, but not dead-lettered"),
+    ), outcome_counts(terminal_dead=3, terminal_dead_lettered=3, unaccounted_failure=3))
     # A reason the policy calls final ends a job at once; no dead letter queue, no check.
     lenient = Policy(final_reasons=frozenset({"exception"}), dead_letter=False)
     assert [a.job for a in check_outcomes(b.build(), lenient).anomalies] == ["b"]
@@ -332,13 +334,13 @@ def test_hammering_retries_sooner_than_the_backoff() -> None:
     b.dispatch("b")  # 2 3
     b.dispatch("c")  # 4 5
     b.probe()  # 6
-    b.attempt("a", 1000.0, 1000.5, "exception", 1)  # 7
-    b.attempt("a", 1001.4, 1001.5, "exception", 2)  # 8: 0.9 s after: fine
-    b.attempt("a", 1002.5, 1003.0, "ok", 3)  # 9: 1.0 s after, needed 1.79 s
-    b.attempt("b", 1000.0, 1005.0, "ok", 1)  # 10: still running ...
-    b.attempt("b", 1002.0, 1002.5, "ok", 2)  # 11: ... when a second worker took it
+    b.attempt("a", 1000.0, 1000.5, "retrying", 1)  # 7
+    b.attempt("a", 1001.4, 1001.5, "retrying", 2)  # 8: 0.9 s after: fine
+    b.attempt("a", 1002.5, 1003.0, "completed", 3)  # 9: 1.0 s after, needed 1.79 s
+    b.attempt("b", 1000.0, 1005.0, "completed", 1)  # 10: still running ...
+    b.attempt("b", 1002.0, 1002.5, "completed", 2)  # 11: ... when a second worker took it
     b.attempt("c", 1000.0, None, None, 1)  # 12: the worker died: the lease decides
-    b.attempt("c", 1000.2, 1000.3, "ok", 2)  # 13
+    b.attempt("c", 1000.2, 1000.3, "completed", 2)  # 13
     result = check_retries(b.build(), POLICY)
     assert result == CheckResult("retries", I, (
         Anomaly("hammering", "a", (8, 9),
@@ -352,8 +354,8 @@ def test_jitter_and_cap_lower_the_floor() -> None:
     b = Builder()
     b.dispatch("a")
     b.probe()
-    b.attempt("a", 1000.0, 1000.5, "exception", 1)
-    b.attempt("a", 1001.0, 1001.5, "ok", 2)  # 0.5 s after
+    b.attempt("a", 1000.0, 1000.5, "retrying", 1)
+    b.attempt("a", 1001.0, 1001.5, "completed", 2)  # 0.5 s after
     jittered = Policy(backoff=Backoff(base=1.0, jitter=0.5))
     assert check_retries(b.build(), jittered).validity is V
     assert check_retries(b.build(), Policy(backoff=Backoff(base=1.0))).validity is I

@@ -114,9 +114,10 @@ class Run:
                 elif s["op"] == "email":  # at least once: sent again on every attempt
                     tables["effect"].append({"job": j.id, "step": k, "kind": "email", "at": at})
             ended = None if crash else at + 0.05
-            result = None if crash else "ok" if ok else "exception"
+            status = "completed" if ok else "retrying" if n < POLICY.max_tries else "dead"
             tables["attempt"].append({"job": j.id, "attempt": n, "at": at} | (
-                {} if crash else {"ended": ended, "result": result}))
+                {} if crash else {"ended": ended, "status": status} | (
+                    {} if ok else {"reason": "exception"})))
             # The next try comes after the backoff (or, after a crash, the lease).
             wait = POLICY.lease if crash else POLICY.backoff.delay(n) * (1 - self.rnd.random() * 0.2)
             at = (at if crash else at + 0.05) + wait + 0.001
@@ -124,7 +125,7 @@ class Run:
         if failures < POLICY.max_tries:
             tables["outcome"].append({"job": j.id, "status": "completed", "at": end})
         else:
-            tables["outcome"].append({"job": j.id, "status": "failed", "reason": "exception",
+            tables["outcome"].append({"job": j.id, "status": "dead", "reason": "exception",
                                       "at": end})
             tables["state"].append({"job": j.id, "state": "dead", "reason": "exception"})
 
@@ -184,7 +185,7 @@ def plant(run: Run, kind: str, rnd: random.Random) -> str | None:
     elif kind == "unaccounted_failure":
         run.drop(j.id, *obs)
         run.observe("attempt", {"job": j.id, "at": 2000.0, "ended": 2000.1,
-                                "result": "exception"})
+                                "status": "dead", "reason": "exception"})
         run.observe("state", {"job": j.id, "state": "dead"})
     elif kind == "lock_leaked":
         run.observe("lock", {"key": f"unique:{j.id}", "job": j.id, "ttl": None})
@@ -193,11 +194,11 @@ def plant(run: Run, kind: str, rnd: random.Random) -> str | None:
         for n in range(POLICY.max_tries):
             start = first - 100.0 * (n + 1)
             run.observe("attempt", {"job": j.id, "at": start, "ended": start + 1,
-                                    "result": "exception"})
+                                    "status": "retrying", "reason": "exception"})
     elif kind == "hammering":
         first = min(run.rows[k][3]["at"] for k in run.rows_of(j.id, "attempt"))
         run.observe("attempt", {"job": j.id, "at": first - 0.2, "ended": first - 0.01,
-                                "result": "exception"})
+                                "status": "retrying", "reason": "exception"})
     elif kind == "recovered":
         k = next(k for k, r in enumerate(run.rows) if r[0] == "ok" and r[2] == DISPATCH
                  and r[3]["job"] == j.id)

@@ -98,7 +98,7 @@ def test_results_json_holds_everything(tmp_path: Path) -> None:
         "evidence": ["#3 dispatcher invoke dispatch job=b steps=db_write",
                      "#4 dispatcher ok dispatch job=b", "#10 observer ok probe available=true"],
         "faults": ["latency on redis [f1]"]}
-    assert data["faults"] == [{"fault": "f1", "kind": "latency", "link": "redis", "params": {},
+    assert data["faults"] == [{"fault": "f1", "kind": "latency", "target": "redis", "params": {},
                                "inject": 0, "heal": 5, "start": 1000.001, "end": 1000.006}]
     assert data["history"] == {"ops": 19, "truncated": False}
     assert data["policy"]["max_tries"] == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from harness import contract
 from harness import history as h
 from harness.collectors import (
     TableRows,
@@ -24,11 +25,23 @@ def test_tables_become_effects_outcomes_and_attempts():
     assert table_observations(rows) == [
         h.effect_row("j1", 0, ref=7, at=11.5),
         h.reported_outcome("j1", "completed", attempt=2, worker="worker-2", at=11.6),
-        h.reported_outcome("j2", "failed", reason="exception", attempt=1, worker="worker-1", at=12.5),
-        h.attempt_record("j1", at=10.0, attempt=1, worker="worker-1", ended=10.9, result="timeout"),
-        h.attempt_record("j1", at=11.0, attempt=2, worker="worker-2", ended=11.6, result="ok"),
-        h.attempt_record("j2", at=12.0, attempt=1, worker="worker-1", ended=12.5, result="exception"),
+        h.reported_outcome("j2", "dead", reason="exception", attempt=1, worker="worker-1", at=12.5),
+        h.attempt_record("j1", at=10.0, attempt=1, worker="worker-1", ended=10.9,
+                         status="retrying", reason="timeout"),
+        h.attempt_record("j1", at=11.0, attempt=2, worker="worker-2", ended=11.6,
+                         status="completed"),
+        h.attempt_record("j2", at=12.0, attempt=1, worker="worker-1", ended=12.5, status="dead",
+                         reason="exception"),
     ]
+
+
+def test_every_status_and_reason_is_the_contracts():
+    rows = TableRows(attempts=[], effects=[], outcomes=[
+        ("j", n, "worker-1", status, None if status == "completed" else reason, 1.0)
+        for n, (status, reason) in enumerate(
+            (s, r) for s in contract.OUTCOME_STATUSES for r in contract.FAILURE_REASONS)])
+    statuses = {o.value["status"] for o in table_observations(rows)}
+    assert statuses == set(contract.TERMINAL_STATUSES) == {"completed", "dead"}
 
 
 def test_attempt_without_outcome_has_no_end():
@@ -48,10 +61,13 @@ def test_only_tagged_messages_are_effects():
 
 def test_probe_answer_and_missing_probe():
     state = ProbeState(queued=("a",), scheduled=("b",), leased=(Lease("c", "worker-1", 1.5),),
-                       dead=(Dead("d", "timeout"),), locks=(Lock("k", None, "e"),))
+                       dead=(Dead("d", "timeout"), Dead("f", "unknown")),
+                       locks=(Lock("k", None, "e"),))
     assert probe_observations(state) == [
         h.probe_status(True), h.job_state("a", "queued"), h.job_state("b", "scheduled"),
         h.job_state("c", "leased", worker="worker-1"), h.job_state("d", "dead", reason="timeout"),
+        # A reason outside the contract's words is kept, as detail.
+        h.job_state("f", "dead", detail="unknown"),
         h.lock_held("k", ttl=None, job="e"),
     ]
     assert probe_observations(None, "probe crashed") == [h.probe_status(False, "probe crashed")]

@@ -15,16 +15,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import harness.history as hh
-from harness import _history_loader
 from harness.history import (
+    HISTORY_FORMAT,
+    HISTORY_VERSION,
     FaultSpan,
     History,
     HistoryError,
     Op,
     Recorder,
+    _loader,
     attempt_record,
     dispatch_value,
     effect_row,
+    header_line,
     job_state,
     load,
     loads,
@@ -61,13 +64,13 @@ def test_observation_constructors_leave_out_what_is_unknown() -> None:
     assert effect_row("j1", 0).value == {"job": "j1", "step": 0, "kind": "db_write"}
     assert sink_message("j1", 2, ref="<m1@x>", at=5.0).value == {
         "job": "j1", "step": 2, "kind": "email", "ref": "<m1@x>", "at": 5.0}
-    assert reported_outcome("j1", "failed", reason="timeout", attempt=3).value == {
-        "job": "j1", "status": "failed", "reason": "timeout", "attempt": 3}
+    assert reported_outcome("j1", "dead", reason="timeout", attempt=3).value == {
+        "job": "j1", "status": "dead", "reason": "timeout", "attempt": 3}
     assert attempt_record("j1", at=1.0).value == {"job": "j1", "at": 1.0}
-    assert attempt_record("j1", at=1.0, ended=2.0, result="memory", attempt=2,
-                          worker="worker-1").value == {
+    assert attempt_record("j1", at=1.0, ended=2.0, status="retrying", reason="memory",
+                          attempt=2, worker="worker-1").value == {
         "job": "j1", "attempt": 2, "worker": "worker-1", "at": 1.0, "ended": 2.0,
-        "result": "memory"}
+        "status": "retrying", "reason": "memory"}
     assert probe_status(False, "no probe configured").value == {
         "available": False, "reason": "no probe configured"}
     assert job_state("j1", "dead", reason="exception").value == {
@@ -89,9 +92,12 @@ def test_observation_constructors_leave_out_what_is_unknown() -> None:
 def test_recorder_writes_each_op_as_it_happens(tmp_path: Path) -> None:
     path = tmp_path / "run" / "history.jsonl"
     with recorder(path) as rec:
+        # The header is the first line, written at once.
+        assert json.loads(path.read_text()) == {
+            "format": "jobchaos-history", "version": 2, "created": 1000.001}
         inv = rec.invoke("dispatcher", "dispatch", dispatch_value("j1", [{"op": "db_write"}]))
         # Flushed already: a crash now would still leave this line.
-        assert json.loads(path.read_text()) == {
+        assert json.loads(path.read_text().splitlines()[1]) == {
             "index": 0, "type": "invoke", "process": "dispatcher", "f": "dispatch",
             "value": {"job": "j1", "steps": [{"op": "db_write"}]}, "time": 1_000_000,
             "wall": 1000.002}
@@ -106,19 +112,21 @@ def test_recorder_writes_each_op_as_it_happens(tmp_path: Path) -> None:
     assert info.value == {"job": "j2"}  # a completion defaults to the invocation's value
     assert fail.value == {"job": "j3", "error": "refused"}
     lines = path.read_text().splitlines()
-    assert len(lines) == 9
-    assert json.loads(lines[6]) | {"time": 0, "wall": 0} == {
+    assert len(lines) == 10
+    assert json.loads(lines[7]) | {"time": 0, "wall": 0} == {
         "index": 6, "type": "info", "process": "nemesis", "f": "inject",
-        "value": {"fault": "f1", "link": "redis", "kind": "latency", "params": {"ms": 50}},
+        "value": {"fault": "f1", "target": "redis", "kind": "latency", "params": {"ms": 50}},
         "time": 0, "wall": 0}
-    assert json.loads(lines[8])["process"] == "observer"
-    assert list(load(path)) == list(rec.history())
+    assert json.loads(lines[9])["process"] == "observer"
+    loaded = load(path)
+    assert list(loaded) == list(rec.history())
+    assert loaded.created == rec.history().created == 1000.001
 
 
 def test_recorder_is_the_faults_recorder() -> None:
     @runtime_checkable
     class FaultRecorder(Protocol):
-        def record_fault(self, phase: Literal["inject", "heal"], fault_id: str, link: str,
+        def record_fault(self, phase: Literal["inject", "heal"], fault_id: str, target: str,
                          kind: str, params: Mapping[str, object]) -> None: ...
 
     rec = recorder()
@@ -185,9 +193,10 @@ def test_recorder_is_thread_safe(tmp_path: Path) -> None:
 
 
 def _text(*values: dict[str, object]) -> str:
-    return "".join(json.dumps({"index": i, "type": "ok", "process": "observer", "f": "effect",
-                               "value": v, "time": i, "wall": 1.0 + i}) + "\n"
-                   for i, v in enumerate(values))
+    """A hand-written history: the header, then one line per value."""
+    return header_line(1.0) + "".join(
+        json.dumps({"index": i, "type": "ok", "process": "observer", "f": "effect",
+                    "value": v, "time": i, "wall": 1.0 + i}) + "\n" for i, v in enumerate(values))
 
 
 def test_a_crashed_run_loses_only_its_cut_last_line(tmp_path: Path) -> None:
@@ -203,14 +212,59 @@ def test_a_crashed_run_loses_only_its_cut_last_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    (_text({"job": "a"}) + "{not json}\n" + _text({"job": "b"}), r"<history>:2: not a JSON op"),
-    ('{"index": 0, "type": "ok"}\n', r"<history>:1: an op needs index"),
-    (_text({"job": "a"}).replace('"index": 0', '"index": 7'), r":1: index 7, expected 0"),
-    (_text({"job": "a"}).replace('"ok"', '"done"'), r":1: type 'done' is not one of"),
+    # Lines are numbered in the file: the header is line 1, op 0 line 2.
+    (_text({"job": "a"}) + "{not json}\n" + _text({"job": "b"}), r"<history>:3: not a JSON op"),
+    (header_line(1.0) + '{"index": 0, "type": "ok"}\n', r"<history>:2: an op needs index"),
+    (_text({"job": "a"}).replace('"index": 0', '"index": 7'), r":2: index 7, expected 0"),
+    (_text({"job": "a"}, {"job": "b"}).replace('"index": 1', '"index": 0'),
+     r":3: index 0, expected 1"),
+    (_text({"job": "a"}).replace('"ok"', '"done"'), r":2: type 'done' is not one of"),
 ])
 def test_a_bad_line_is_named(text: str, message: str) -> None:
     with pytest.raises(HistoryError, match=message):
         loads(text)
+
+
+def test_the_header_names_the_format_and_its_version(tmp_path: Path) -> None:
+    assert (HISTORY_FORMAT, HISTORY_VERSION) == ("jobchaos-history", 2)
+    assert json.loads(header_line(5.0)) == {"format": "jobchaos-history", "version": 2,
+                                            "created": 5.0}
+    assert loads(_text({"job": "a"})).created == 1.0
+    # Blank lines before the header are skipped; line numbers still count them.
+    with pytest.raises(HistoryError, match=r"<history>:4: index 3, expected 0"):
+        loads("\n\n" + _text({"job": "a"}).replace('"index": 0', '"index": 3'))
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", r"<history>:1: empty: no history header"),
+    ("\n\n", r"<history>:3: empty: no history header"),
+    # A history written before version 2: the fix is named.
+    (_text({"job": "a"}).split("\n", 1)[1],
+     r"<history>:1: no history header: the first line is an op, as in histories written "
+     r"before format version 2. Record it again .* harness.history.header_line\(\)"),
+    ("[1, 2]\n", r"<history>:1: no history header; a history's first line is its header"),
+    ("{oops\n", r"<history>:1: no history header, the first line is not JSON"),
+    ('{"format": "other", "version": 2, "created": 0}\n',
+     r"<history>:1: format 'other' is not 'jobchaos-history'"),
+    ('{"format": "jobchaos-history", "version": 3, "created": 0}\n',
+     r"<history>:1: history format version 3 is newer than this jobchaos reads \(version 2\): "
+     r"upgrade jobchaos"),
+    ('{"format": "jobchaos-history", "version": 1, "created": 0}\n',
+     r"<history>:1: history format version 1 is no longer read"),
+    ('{"format": "jobchaos-history", "version": "2", "created": 0}\n',
+     r"<history>:1: the header's version '2' is not an integer"),
+    ('{"format": "jobchaos-history", "version": 2}\n', r"<history>:1: the header has no 'created'"),
+])
+def test_a_missing_or_foreign_header_is_an_error(text: str, message: str) -> None:
+    with pytest.raises(HistoryError, match=message):
+        loads(text)
+
+
+def test_a_file_without_header_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "old.jsonl"
+    path.write_text(_text({"job": "a"}).split("\n", 1)[1])
+    with pytest.raises(HistoryError, match=rf"^{path}:1: no history header"):
+        load(path)
 
 
 def test_blank_lines_are_skipped() -> None:
@@ -227,7 +281,7 @@ def test_loading_in_small_blocks_gives_the_same_history(monkeypatch: pytest.Monk
                           dispatch_value(job, [{"op": "db_write"}, {"op": "sleep", "s": 1}])))
         rec.observe(effect_row(job, 0, ref=n))
     rec.close()
-    monkeypatch.setattr(_history_loader, "BLOCK", 97)  # blocks end mid-line
+    monkeypatch.setattr(_loader, "BLOCK", 97)  # blocks end mid-line (and mid-header)
     h = load(tmp_path / "h.jsonl")
     assert list(h) == list(rec.history())
     # Job ids and equal step lists are stored once.
@@ -241,7 +295,13 @@ def test_dumps_and_loads_round_trip() -> None:
     rec.record_fault("inject", "f1", "smtp", "timeout", {"ms": 0})
     rec.observe(lock_held("k", ttl=None, job=3))
     h = rec.history()
-    assert list(loads(h.dumps())) == list(h)
+    assert h.dumps().startswith(header_line(1000.001))
+    back = loads(h.dumps())
+    assert (list(back), back.created) == (list(h), 1000.001)
+    # A history made from ops estimates its start from the first op.
+    made = History.from_ops([("ok", "observer", "probe", {"available": True}, 2_000_000_000,
+                              12.5)])
+    assert made.created is None and loads(made.dumps()).created == 10.5
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -267,11 +327,12 @@ def _small() -> History:
     rec = recorder()
     rec.record_fault("inject", "f1", "redis", "latency", {})  # 0, wall 1000.002
     inv = rec.invoke("dispatcher", "dispatch", {"job": "a"})  # 1
-    rec.record_fault("inject", "f2", "", "kill", {"worker": "worker-1"})  # 2
+    rec.record_fault("inject", "f2", "worker-1", "kill", {  # 2
+        "inflight": [{"job": "a", "attempt": 1, "worker": "worker-1"}]})
     rec.ok(inv)  # 3
     rec.record_fault("heal", "f1", "redis", "latency", {})  # 4, wall 1000.006
     rec.invoke("dispatcher", "dispatch", {"job": "b"})  # 5: never completed
-    rec.observe(attempt_record("a", at=1000.004, ended=1000.005, result="ok"))  # 6
+    rec.observe(attempt_record("a", at=1000.004, ended=1000.005, status="completed"))  # 6
     rec.observe(job_state("b", "queued"))  # 7, wall 1000.009
     return rec.history()
 
@@ -298,14 +359,17 @@ def test_faults_are_paired_and_lined_up_with_events() -> None:
     f1, f2 = h.fault_spans()
     assert (f1.fault, f1.inject, f1.heal, f1.end, f1.label()) == (
         "f1", 0, 4, 1000.006, "latency on redis [f1]")
-    assert (f2.heal, f2.end, f2.label()) == (None, None, "kill [f2]")  # never healed
+    assert (f2.heal, f2.end, f2.label()) == (None, None, "kill on worker-1 [f2]")  # not healed
+    assert f2.target == "worker-1" and f1.target == "redis"
+    assert f2.inflight == ({"job": "a", "attempt": 1, "worker": "worker-1"},)
+    assert f1.inflight == ()  # the nemesis recorded none
     # The attempt ran 1000.004..1000.005: both faults were active.
     assert h.event_time(6) == 1000.004
     assert h.faults_active([6]) == [f1, f2]
     # The queue state was seen at 1000.009: only the unhealed fault.
     assert h.faults_active([7]) == [f2]
     assert h.faults_active([0, 4]) == []  # fault ops themselves are not events
-    assert h.describe(6) == ("#6 observer ok attempt job=a result=ok at=+0.002s "
+    assert h.describe(6) == ("#6 observer ok attempt job=a status=completed at=+0.002s "
                              "ended=+0.003s")
 
 

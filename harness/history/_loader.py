@@ -1,6 +1,7 @@
 """Loading JSONL histories fast: whole blocks of lines are parsed as one JSON array (one C
 call instead of one per line) into columns, with the garbage collector paused while millions
-of dicts are made. Used through :func:`harness.history.load`."""
+of dicts are made. Used through :func:`harness.history.load`; the lowest layer of the
+package (it imports nothing of it)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import json
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from itertools import compress, groupby, repeat
+from itertools import chain, compress, groupby, repeat
 from operator import is_, is_not
 from typing import Any, Final
 
@@ -54,14 +55,22 @@ def field_of(values: list[Any], key: str) -> list[Any]:
 
 def read_columns(blocks: Iterator[bytes], source: str, op_types: frozenset[str],
                  dispatch: str, extract: Mapping[str, tuple[str, ...]],
-                 names: frozenset[str] = frozenset()) -> Columns:
+                 names: frozenset[str] = frozenset(),
+                 header: Callable[[bytes, str], dict[str, Any]] | None = None) -> Columns:
     """Parse JSONL blocks (cut anywhere) into columns; ``op_types`` are the valid op types,
     ``dispatch`` the function whose invocations carry step lists, ``extract`` the fields
     of values to gather per function (``Columns.fields``), of which those in ``names`` hold
-    names (stored once each)."""
+    names (stored once each). ``header`` reads the first line (``Columns.header``), given
+    its text and ``file:line``, before any op is parsed."""
     cols = Columns(op_types, dispatch, extract, names)
     rest = b""
     line = 1
+    if header is not None:
+        text, rest, line = _first_line(blocks)
+        cols.header = header(text, f"{source}:{line}")
+        line += 1
+        blocks = chain([rest], blocks)
+        rest = b""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -86,6 +95,20 @@ def read_columns(blocks: Iterator[bytes], source: str, op_types: frozenset[str],
     return cols
 
 
+def _first_line(blocks: Iterator[bytes]) -> tuple[bytes, bytes, int]:
+    """The first non-blank line, the text after it, and its line number (1-based)."""
+    buf = b""
+    line = 1
+    for block in blocks:
+        buf += block
+        while (nl := buf.find(b"\n")) >= 0:
+            if buf[:nl].strip():
+                return buf[:nl], buf[nl + 1:], line
+            buf = buf[nl + 1:]
+            line += 1
+    return buf, b"", line
+
+
 class Columns:
     """Columns being loaded. Repeated strings (types, processes, functions, job ids) and equal
     step lists are stored once: less memory, and later passes touch fewer objects. The fields
@@ -103,6 +126,7 @@ class Columns:
         self.fields: dict[tuple[str, str], list[Any]] = {
             (f, k): [] for f, keys in extract.items() for k in keys}
         self.truncated = False
+        self.header: dict[str, Any] | None = None
         self.types: list[str] = []
         self.processes: list[str] = []
         self.fs: list[str] = []
