@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 CONFIG_KEY = pytest.StashKey[Config]()
 STACK_KEY = pytest.StashKey["Stack"]()
 WROTE_ARTIFACTS_KEY = pytest.StashKey[bool]()
+CREATED_ARTIFACTS_KEY = pytest.StashKey[Path]()
+STACK_FAILED_KEY = pytest.StashKey[BaseException]()
 RUN_KEY = pytest.StashKey["ChaosRun"]()
 PLUGINS = ("harness.faults.fixtures",)
 
@@ -54,9 +56,32 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[CONFIG_KEY] = cfg
+    if not getattr(config.option, "help", False):
+        _preflight(config, cfg)
     for plugin in PLUGINS:
         config.pluginmanager.import_plugin(plugin)
     _raise_on_sigterm()
+
+
+def _preflight(config: pytest.Config, cfg: Config) -> None:
+    """Setup mistakes every test would repeat stop pytest here, with one message."""
+    from harness import preflight
+    from harness.errors import JobchaosError
+
+    try:
+        created = preflight.check(cfg)
+    except JobchaosError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if created and not hasattr(config, "workerinput"):
+        config.stash[CREATED_ARTIFACTS_KEY] = cfg.artifacts_dir
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """An artifacts directory the preflight check created and nothing used is removed again."""
+    created = config.stash.get(CREATED_ARTIFACTS_KEY, None)
+    if created is not None:
+        with contextlib.suppress(OSError):
+            created.rmdir()  # only when empty
 
 
 def _raise_on_sigterm() -> None:
@@ -94,8 +119,12 @@ def jobchaos_stack(pytestconfig: pytest.Config, jobchaos_config: Config) -> Iter
 
     procs.sweep_orphans()
     wid = worker_id(pytestconfig)
-    stack = Stack(jobchaos_config, jobchaos_config.artifacts_dir / wid / "stack", name=wid)
-    stack.start(schema_sql=SCHEMA_SQL)  # a JobchaosError is reported as its message alone
+    try:
+        stack = Stack(jobchaos_config, jobchaos_config.artifacts_dir / wid / "stack", name=wid)
+        stack.start(schema_sql=SCHEMA_SQL)  # a JobchaosError is reported as its message alone
+    except Exception as exc:
+        pytestconfig.stash[STACK_FAILED_KEY] = exc  # every later test would fail the same way
+        raise
     pytestconfig.stash[STACK_KEY] = stack
     pytestconfig.stash[WROTE_ARTIFACTS_KEY] = True
     try:
@@ -141,9 +170,16 @@ def jobchaos_artifacts(request: pytest.FixtureRequest, jobchaos_config: Config) 
 
 
 @pytest.fixture
-def jobchaos_namespace(request: pytest.FixtureRequest) -> str:
-    """A key/queue prefix unique to this test (isolation on a shared, external Redis)."""
-    return f"jc:{worker_id(request.config)}:{os.getpid()}:{next(_namespace_counter)}"
+def jobchaos_namespace(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A key/queue prefix unique to this test (isolation on a shared, external Redis).
+
+    On an external Redis every key under it is deleted when the test ends (embedded Redis
+    gives each test a flushed logical database of its own instead)."""
+    namespace = f"jc:{worker_id(request.config)}:{os.getpid()}:{next(_namespace_counter)}"
+    yield namespace
+    stack = request.config.stash.get(STACK_KEY, None)
+    if stack is not None:
+        stack.clear_namespace(namespace)
 
 
 _namespace_counter = itertools.count(1)
@@ -331,6 +367,8 @@ def pytest_runtest_makereport(
     if call.excinfo is not None and call.excinfo.errisinstance(JobchaosError):
         # A harness error explains itself: show its message, not a traceback wall.
         report.longrepr = f"{call.excinfo.typename}: {call.excinfo.value}"
+    if call.excinfo is not None and report.failed:
+        _stop_on_session_mistake(item, call.excinfo, report)
     stack = item.config.stash.get(STACK_KEY, None)
     used_stack = "jobchaos_stack" in getattr(item, "fixturenames", ())
     run = item.stash.get(RUN_KEY, None)
@@ -347,6 +385,39 @@ def pytest_runtest_makereport(
                 report.sections.append((f"jobchaos {service.name} log (tail)",
                                         log_tail(log_path)))
     return report
+
+
+def _stop_on_session_mistake(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException],
+                             report: pytest.TestReport) -> None:
+    """A mistake every later test would repeat (a setting, a binary, a server, a full or
+    read-only disk) is reported once, on this test, and stops the session."""
+    import errno
+
+    from harness.errors import SessionError
+
+    exc = excinfo.value
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        cfg = item.config.stash[CONFIG_KEY]
+        report.longrepr = (
+            f"{os.strerror(exc.errno)} writing {exc.filename or 'a file'}. Fix: free space on "
+            "that filesystem or make it writable; for the artifacts (now "
+            f"{cfg.artifacts_dir}) --jobchaos-artifacts-dir / JOBCHAOS_ARTIFACTS_DIR can point "
+            "at another one.")
+    elif not (isinstance(exc, SessionError)
+              or exc is item.config.stash.get(STACK_FAILED_KEY, None)
+              or _unproven_worker_died(exc)):
+        return
+    first = str(report.longrepr).splitlines()[0] if str(report.longrepr) else excinfo.typename
+    first = first.split(" Fix:")[0]
+    item.session.shouldstop = (f"jobchaos: {first[:160]} (every test would repeat this; "
+                               "see the error above)")
+
+
+def _unproven_worker_died(exc: BaseException) -> bool:
+    """A worker died before any worker of this session ran for a few seconds: its command."""
+    from harness.services.workers import WorkerStartError, worker_command_proven
+
+    return isinstance(exc, WorkerStartError) and not worker_command_proven()
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
