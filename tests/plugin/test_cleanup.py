@@ -1,7 +1,9 @@
-"""Nothing the harness starts outlives it: SIGKILL, Ctrl-C and SIGTERM of pytest itself."""
+"""Nothing the harness starts outlives it: SIGKILL, Ctrl-C and SIGTERM of pytest itself; no
+process, and (after the next start-up sweep) nothing in shared memory."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -79,11 +81,42 @@ def victim(tmp_path: Path):
         proc.wait()
 
 
+def _shared_memory_of(harness_pid: int, postgres_pids: list[int]) -> tuple[set[Path], int]:
+    """What the victim holds in /dev/shm (its data directory, every /dev/shm file its
+    PostgreSQL processes map) and the id of its postmaster's System V segment."""
+    from harness.services import shm
+    from harness.services.postgres import RUNTIME_PREFIX, runtime_base
+
+    [runtime_dir] = runtime_base().glob(f"{RUNTIME_PREFIX}{harness_pid}-*")
+    held = {runtime_dir}
+    for pid in postgres_pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+                path = line.split(maxsplit=5)[5:]
+                if path and path[0].startswith("/dev/shm/"):
+                    held.add(Path(path[0].removesuffix(" (deleted)")))
+    recorded = shm.postmaster_segment(runtime_dir / "data")
+    assert recorded is not None
+    return held, recorded[1]
+
+
+def _left_in_shared_memory(held: set[Path], shmid: int) -> list[str]:
+    from harness.services import shm
+
+    left = [str(p) for p in held if p.exists()]
+    if shmid in shm.sysv_segments():
+        left.append(f"System V segment {shmid}")
+    return left
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT],
                          ids=["SIGKILL", "SIGTERM", "SIGINT"])
 def test_no_stack_process_survives_pytest_being_signalled(victim, sig):
+    from harness.services.postgres import sweep_stale_runtime_dirs
+
     proc, pids = victim
     postgres_children = [c.pid for c in psutil.Process(pids[1]).children(recursive=True)]
+    held, shmid = _shared_memory_of(proc.pid, [pids[1], *postgres_children])
     marked = _marked_with(proc.pid)
     # redis-server rewrites its environment area for its process title, so only the others
     # can be found by the marker; every one must still be gone below.
@@ -94,6 +127,12 @@ def test_no_stack_process_survives_pytest_being_signalled(victim, sig):
     _wait_for(lambda: not any(_alive(p) for p in everything), 5,
               f"every stack process gone after {sig.name}")
     assert _marked_with(proc.pid) == []
+    if sig != signal.SIGKILL:  # a graceful end removes its shared memory itself
+        assert _left_in_shared_memory(held, shmid) == []
+    # After a SIGKILL only the next stack's start-up sweep can: it removes the dead harness's
+    # data directory with the dynamic shared memory inside, and the postmaster's segment.
+    sweep_stale_runtime_dirs()
+    assert _left_in_shared_memory(held, shmid) == []
 
 
 def test_orphans_of_a_dead_harness_are_swept(tmp_path):
