@@ -1,9 +1,13 @@
-"""Checks of the session's setup that need no server, run once when pytest configures.
+"""Mistakes in the session's setup, which every test would otherwise repeat.
 
-A mistake found here (an artifacts directory that cannot be written, a worker command whose
-program does not exist, a binary given explicitly that is not executable, a bug switch that
-does not exist) would otherwise fail every test the same way; the plugin turns it into one
-usage error naming the fix, before any test runs. Each check is cheap: no server starts.
+:func:`check` runs once when pytest configures and needs no server: an artifacts directory that
+cannot be written, a worker command whose program does not exist, a binary given explicitly
+that is not executable, a bug switch that does not exist. The plugin turns what it raises into
+one usage error naming the fix, before any test runs.
+
+:func:`session_mistake` recognises, in a failing test, an error only a server or a worker could
+reveal (an unreachable server, a stack that did not start, a worker command that dies at once,
+a disk that filled up); the plugin then reports it once and stops the session.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import shutil
 from pathlib import Path
 
 from harness.config import SETTINGS, Config
-from harness.errors import ArtifactsDirError, JobchaosError, WorkerCommandError
+from harness.errors import ArtifactsDirError, JobchaosError, SessionError, WorkerCommandError
 
 PROBE_BYTES = 64 * 1024  # enough that an almost-full filesystem is caught too
 _HOW = {s.name: s.how_to_set for s in SETTINGS}
@@ -114,3 +118,29 @@ def check(cfg: Config) -> bool:
             find_pg_bindir(cfg.postgres_bin_dir)
         writable_dir(cfg.cache_dir, "cache_dir", cfg)
     return created
+
+
+def session_mistake(exc: BaseException, cfg: Config,
+                    stack_failure: BaseException | None) -> tuple[str | None, str] | None:
+    """For an error every later test would repeat: (the message to show instead of the test's
+    report, or None to keep it; the line that stops the session). None for any other error."""
+    message: str | None = None
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        message = (
+            f"{reason(exc)} writing {exc.filename or 'a file'}. Fix: free space on that "
+            f"filesystem or make it writable; for the artifacts (now {cfg.artifacts_dir}) "
+            f"{_HOW['artifacts_dir']} can point at another one.")
+        first = message
+    elif isinstance(exc, SessionError) or exc is stack_failure or _unproven_worker_died(exc):
+        first = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    else:
+        return None
+    first = first.split(" Fix:")[0][:160]
+    return message, f"jobchaos: {first} (every test would repeat this; see the error above)"
+
+
+def _unproven_worker_died(exc: BaseException) -> bool:
+    """A worker died before any worker of this session ran for a few seconds: its command."""
+    from harness.services.workers import WorkerStartError, worker_command_proven
+
+    return isinstance(exc, WorkerStartError) and not worker_command_proven()

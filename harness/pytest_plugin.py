@@ -389,35 +389,16 @@ def pytest_runtest_makereport(
 
 def _stop_on_session_mistake(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException],
                              report: pytest.TestReport) -> None:
-    """A mistake every later test would repeat (a setting, a binary, a server, a full or
-    read-only disk) is reported once, on this test, and stops the session."""
-    import errno
+    """A mistake every later test would repeat is reported once, on this test, and stops the
+    session (``harness.preflight.session_mistake`` says which errors are)."""
+    from harness.preflight import session_mistake
 
-    from harness.errors import SessionError
-
-    exc = excinfo.value
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
-        cfg = item.config.stash[CONFIG_KEY]
-        report.longrepr = (
-            f"{os.strerror(exc.errno)} writing {exc.filename or 'a file'}. Fix: free space on "
-            "that filesystem or make it writable; for the artifacts (now "
-            f"{cfg.artifacts_dir}) --jobchaos-artifacts-dir / JOBCHAOS_ARTIFACTS_DIR can point "
-            "at another one.")
-    elif not (isinstance(exc, SessionError)
-              or exc is item.config.stash.get(STACK_FAILED_KEY, None)
-              or _unproven_worker_died(exc)):
-        return
-    first = str(report.longrepr).splitlines()[0] if str(report.longrepr) else excinfo.typename
-    first = first.split(" Fix:")[0]
-    item.session.shouldstop = (f"jobchaos: {first[:160]} (every test would repeat this; "
-                               "see the error above)")
-
-
-def _unproven_worker_died(exc: BaseException) -> bool:
-    """A worker died before any worker of this session ran for a few seconds: its command."""
-    from harness.services.workers import WorkerStartError, worker_command_proven
-
-    return isinstance(exc, WorkerStartError) and not worker_command_proven()
+    stop = session_mistake(excinfo.value, item.config.stash[CONFIG_KEY],
+                           item.config.stash.get(STACK_FAILED_KEY, None))
+    if stop is not None:
+        message, item.session.shouldstop = stop
+        if message is not None:
+            report.longrepr = message
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -18,7 +18,8 @@ REFUSED_GRACE = 2.0  # seconds of "nothing is there" before giving up (a server 
 _NOT_THERE = (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH)
 _NOT_THERE_TEXT = ("connection refused", "could not translate host name", "name or service not known",
                    "no route to host", "network is unreachable", "password authentication failed",
-                   "does not exist", "invalid password", "wrongpass", "noauth")
+                   "does not exist", "invalid password", "invalid username-password", "wrongpass",
+                   "noauth")
 
 
 def definite(exc: BaseException) -> bool:

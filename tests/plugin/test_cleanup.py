@@ -153,3 +153,27 @@ def test_orphans_of_a_dead_harness_are_swept(tmp_path):
         if orphan.poll() is None:
             orphan.kill()
             orphan.wait()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving files to another user needs root")
+def test_old_style_segments_are_swept_only_while_no_process_of_their_user_lives(tmp_path):
+    """``PostgreSQL.*`` segments of older versions record no owner: they go only when they
+    belong to the harness's own PostgreSQL user and no process of that user is alive."""
+    from harness.services import shm
+
+    uid = 61234  # a user of ours, with no process
+    assert not [p for p in psutil.process_iter(["uids"]) if p.info["uids"].real == uid]
+    ours, other_users = tmp_path / "PostgreSQL.1", tmp_path / "PostgreSQL.2"
+    for seg in (ours, other_users):
+        seg.write_bytes(b"\0" * 64)
+    os.chown(ours, uid, 0)
+    holder = subprocess.Popen(["sleep", "60"], user=uid)  # a live server of that user
+    try:
+        _wait_for(lambda: psutil.Process(holder.pid).uids().real == uid, 5, "holder up")
+        assert shm.sweep_legacy_posix_segments(uid, shm=tmp_path) == []
+        assert ours.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert shm.sweep_legacy_posix_segments(uid, shm=tmp_path) == [ours]
+    assert not ours.exists() and other_users.exists()
