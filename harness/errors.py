@@ -7,7 +7,12 @@ class JobchaosError(Exception):
     """Base class: an error whose message is meant for a person, shown without a traceback wall."""
 
 
-class BinaryNotFoundError(JobchaosError):
+class SessionError(JobchaosError):
+    """A mistake in the session's setup (a setting, a binary, a server, a directory) that every
+    later test would repeat: the plugin reports it once and stops the session."""
+
+
+class BinaryNotFoundError(SessionError):
     """A server binary was found in none of the places looked at."""
 
 
@@ -19,5 +24,18 @@ class PortInUseError(ServiceStartError):
     """An explicitly requested port is taken by another process."""
 
 
-class ExternalServiceError(JobchaosError):
-    """A server someone else runs (external mode) did not answer in time."""
+class ExternalServiceError(SessionError):
+    """A server someone else runs (external mode) did not answer in time, or refused."""
+
+
+class ArtifactsDirError(SessionError):
+    """The artifacts directory cannot be created or written (read-only, full, not a directory)."""
+
+
+class WorkerCommandError(SessionError):
+    """The worker (or probe) command cannot run at all: not found, not executable, or every
+    worker of the session's first pool exited right after it started."""
+
+
+class FaultProxyError(SessionError):
+    """The fault proxy (embedded or the Toxiproxy server given) cannot be used."""

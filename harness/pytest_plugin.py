@@ -36,6 +36,8 @@ WROTE_ARTIFACTS_KEY = pytest.StashKey[bool]()
 BUILDER_KEY: pytest.StashKey[RunBuilder] = pytest.StashKey()
 CALL_FAILED_KEY = pytest.StashKey[bool]()
 REPLAY_KEY: pytest.StashKey[Replay] = pytest.StashKey()
+CREATED_ARTIFACTS_KEY = pytest.StashKey[Path]()
+STACK_FAILED_KEY = pytest.StashKey[BaseException]()
 PLUGINS = ("harness.faults.fixtures",)
 
 
@@ -55,16 +57,36 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[CONFIG_KEY] = cfg
-    if cfg.replay is not None:
-        from harness.nemesis.replay import ReplayError, load
+    if not getattr(config.option, "help", False):
+        _preflight(config, cfg)  # a replay file that cannot be used is a usage error there
+        if cfg.replay is not None:
+            from harness.nemesis.replay import load
 
-        try:
             config.stash[REPLAY_KEY] = load(cfg.replay)
-        except ReplayError as exc:
-            raise pytest.UsageError(str(exc)) from None
     for plugin in PLUGINS:
         config.pluginmanager.import_plugin(plugin)
     _raise_on_sigterm()
+
+
+def _preflight(config: pytest.Config, cfg: Config) -> None:
+    """Setup mistakes every test would repeat stop pytest here, with one message."""
+    from harness import preflight
+    from harness.errors import JobchaosError
+
+    try:
+        created = preflight.check(cfg)
+    except JobchaosError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if created and not hasattr(config, "workerinput"):
+        config.stash[CREATED_ARTIFACTS_KEY] = cfg.artifacts_dir
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """An artifacts directory the preflight check created and nothing used is removed again."""
+    created = config.stash.get(CREATED_ARTIFACTS_KEY, None)
+    if created is not None:
+        with contextlib.suppress(OSError):
+            created.rmdir()  # only when empty
 
 
 def _raise_on_sigterm() -> None:
@@ -97,8 +119,12 @@ def jobchaos_stack(pytestconfig: pytest.Config, jobchaos_config: Config) -> Iter
 
     procs.sweep_orphans()
     wid = worker_id(pytestconfig)
-    stack = Stack(jobchaos_config, jobchaos_config.artifacts_dir / wid / "stack", name=wid)
-    stack.start(schema_sql=SCHEMA_SQL)  # a JobchaosError is reported as its message alone
+    try:
+        stack = Stack(jobchaos_config, jobchaos_config.artifacts_dir / wid / "stack", name=wid)
+        stack.start(schema_sql=SCHEMA_SQL)  # a JobchaosError is reported as its message alone
+    except Exception as exc:
+        pytestconfig.stash[STACK_FAILED_KEY] = exc  # every later test would fail the same way
+        raise
     pytestconfig.stash[STACK_KEY] = stack
     pytestconfig.stash[WROTE_ARTIFACTS_KEY] = True
     try:
@@ -146,9 +172,16 @@ def jobchaos_artifacts(request: pytest.FixtureRequest, jobchaos_config: Config) 
 
 
 @pytest.fixture
-def jobchaos_namespace(request: pytest.FixtureRequest) -> str:
-    """A key/queue prefix unique to this test (isolation on a shared, external Redis)."""
-    return f"jc:{worker_id(request.config)}:{os.getpid()}:{next(_namespace_counter)}"
+def jobchaos_namespace(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A key/queue prefix unique to this test (isolation on a shared, external Redis).
+
+    On an external Redis every key under it is deleted when the test ends (embedded Redis
+    gives each test a flushed logical database of its own instead)."""
+    namespace = f"jc:{worker_id(request.config)}:{os.getpid()}:{next(_namespace_counter)}"
+    yield namespace
+    stack = request.config.stash.get(STACK_KEY, None)
+    if stack is not None:
+        stack.clear_namespace(namespace)
 
 
 _namespace_counter = itertools.count(1)
@@ -298,6 +331,8 @@ def pytest_runtest_makereport(
         report.longrepr = f"{call.excinfo.typename}: {call.excinfo.value}"
     if report.when == "call":
         item.stash[CALL_FAILED_KEY] = report.failed
+    if call.excinfo is not None and report.failed:
+        _stop_on_session_mistake(item, call.excinfo, report)
     stack = item.config.stash.get(STACK_KEY, None)
     used_stack = "jobchaos_stack" in getattr(item, "fixturenames", ())
     builder = item.stash.get(BUILDER_KEY, None)
@@ -315,6 +350,20 @@ def pytest_runtest_makereport(
                 report.sections.append((f"jobchaos {service.name} log (tail)",
                                         log_tail(log_path)))
     return report
+
+
+def _stop_on_session_mistake(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException],
+                             report: pytest.TestReport) -> None:
+    """A mistake every later test would repeat is reported once, on this test, and stops the
+    session (``harness.preflight.session_mistake`` says which errors are)."""
+    from harness.preflight import session_mistake
+
+    stop = session_mistake(excinfo.value, item.config.stash[CONFIG_KEY],
+                           item.config.stash.get(STACK_FAILED_KEY, None))
+    if stop is not None:
+        message, item.session.shouldstop = stop
+        if message is not None:
+            report.longrepr = message
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

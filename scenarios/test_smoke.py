@@ -13,12 +13,15 @@ import psycopg
 import redis
 
 
-def test_stack_serves_redis_postgres_and_smtp(redis_url, database_url, smtp_sink):
+def test_stack_serves_redis_postgres_and_smtp(redis_url, database_url, smtp_sink,
+                                              jobchaos_namespace):
     token = uuid.uuid4().hex
 
+    # Keys under the test's namespace only: on a shared, external Redis the others are a user's.
+    jobs, inflight = f"{jobchaos_namespace}:jobs", f"{jobchaos_namespace}:inflight"
     r = redis.Redis.from_url(redis_url)
-    r.rpush("jobs", token)
-    assert r.lmove("jobs", "inflight", "LEFT", "RIGHT") == token.encode()
+    r.rpush(jobs, token)
+    assert r.lmove(jobs, inflight, "LEFT", "RIGHT") == token.encode()
 
     with psycopg.connect(database_url) as conn:
         conn.execute("CREATE TABLE effects (job_id text PRIMARY KEY)")

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from harness.errors import FaultProxyError
 from harness.toxiproxy.client import ToxiproxyClient, ToxiproxyError
 
 from .links import Faults, create_links, delete_links
@@ -69,7 +70,8 @@ def toxiproxy(request: pytest.FixtureRequest) -> Iterator[ToxiproxyClient]:
             request.config.stash[CHOICE_KEY] = choice
             yield client
     except (ToxiproxyError, LaunchError) as exc:
-        pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=False)
+        # Every test would fail the same way: the plugin reports it once and stops the session.
+        raise FaultProxyError(f"{type(exc).__name__}: {exc}") from None
 
 
 @pytest.fixture(scope="session")
@@ -87,7 +89,7 @@ def jobchaos_fault_links(
     try:
         links = create_links(toxiproxy, upstreams, prefix=prefix)
     except ToxiproxyError as exc:
-        pytest.fail(f"creating the fault proxies failed: {exc}", pytrace=False)
+        raise FaultProxyError(f"creating the fault proxies failed: {exc}") from None
     try:
         yield links
     finally:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from harness.toxiproxy.client import ToxiproxyClient, ToxiproxyUnavailable
 from harness.toxiproxy.launcher import start_embedded, start_real
@@ -33,6 +36,26 @@ def url_from_env() -> tuple[str, str] | None:
     return None
 
 
+def _not_absent(url: str, timeout: float) -> None:
+    """Fail within ``REFUSED_GRACE`` s when nothing is there at all (connection refused,
+    unknown host); a server that accepts is then given the whole ``timeout`` to answer."""
+    from harness.services.external import REFUSED_GRACE, definite
+
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+    started = time.monotonic()
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError as exc:
+            if not definite(exc):
+                return
+            if time.monotonic() - started >= min(REFUSED_GRACE, timeout):
+                raise
+        time.sleep(0.1)
+
+
 @contextlib.contextmanager
 def toxiproxy_server(
     url: str | None = None,
@@ -51,12 +74,13 @@ def toxiproxy_server(
     if url:
         client = ToxiproxyClient(url)
         try:
+            _not_absent(url, timeout)
             client.wait_until_ready(timeout)
-        except ToxiproxyUnavailable as exc:
+        except (ToxiproxyUnavailable, OSError) as exc:
             raise ToxiproxyUnavailable(
                 f"reach the Toxiproxy server given by {url_source}",
-                f"{url}: {exc}",
-                f"start it, or unset {url_source} to use the embedded server",
+                f"{url}: {type(exc).__name__ + ': ' if isinstance(exc, OSError) else ''}{exc}",
+                f"Fix: start it, or unset {url_source} to use the embedded server",
             ) from None
         yield client, ServerChoice("external", client.url, url_source)
         return

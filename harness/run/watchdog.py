@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import time
 
-from harness.errors import JobchaosError
+from harness.errors import SessionError
 from harness.run.gauges import Gauges
 from harness.run.policy import RunPolicy
 from harness.run.workload import Workload
@@ -18,10 +18,9 @@ from harness.services.base import log_tail
 CONSUME_BOUND_MIN = 5.0  # seconds; the bound is this or two leases, whichever is longer
 
 
-class WorkerNotConsumingError(JobchaosError):
-    """No worker took any job long after jobs were dispatched."""
-
-    session_level = True  # the same mistake would repeat in every later test
+class WorkerNotConsumingError(SessionError):
+    """No worker took any job long after jobs were dispatched (every later test would wait
+    the same way, so the session stops)."""
 
 
 class Watchdog:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,9 +23,10 @@ from types import TracebackType
 from typing import Self
 
 from harness import procs
-from harness.errors import PortInUseError, ServiceStartError
+from harness.errors import ArtifactsDirError, PortInUseError, ServiceStartError
 
 LOG_TAIL_LINES = 25
+FULL_BELOW = 64 * 1024  # bytes free under which a filesystem counts as full
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -61,6 +64,14 @@ def who_listens(port: int) -> str:
     except Exception:
         pass
     return "another process"
+
+
+def free_bytes(path: Path) -> int | None:
+    """Bytes free for us on the filesystem holding ``path`` (None if it cannot be asked)."""
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -172,6 +183,15 @@ class Service(ABC):
         tail = log_tail(self.log_path)
         if self.process is not None:
             procs.terminate(self.process, signal.SIGKILL, timeout=2)
+        free = free_bytes(self.workdir)
+        if free is not None and free < FULL_BELOW:
+            # A server that cannot write its log or files dies; the disk is to blame, not it.
+            raise ArtifactsDirError(
+                f"the filesystem of {self.workdir} is full ({free} bytes free: "
+                f"{os.strerror(errno.ENOSPC)}); {self.name} {what} because of it. Fix: free "
+                "space there, or point --jobchaos-artifacts-dir / JOBCHAOS_ARTIFACTS_DIR at "
+                "another filesystem."
+            )
         raise ServiceStartError(
             f"{self.name} on {self.host}:{self.port} {what}.\n  command: {cmd}\n"
             f"  log: {self.log_path}\n  last lines of its log:\n{tail}"

@@ -7,6 +7,7 @@ only a superuser-or-CREATEDB URL. The template holds whatever schema the harness
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -72,6 +73,13 @@ class DatabaseFactory:
         if schema_sql:
             with psycopg.connect(self.url(self.template), autocommit=True) as conn:
                 conn.execute(schema_sql)
+
+    def drop_template(self) -> None:
+        """Drop the template database (at the end of a session on someone else's server)."""
+        import psycopg
+
+        with contextlib.suppress(psycopg.Error):  # a server gone away: nothing more to do
+            self._execute(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
 
     def url(self, dbname: str) -> str:
         return with_dbname(self.admin_url, dbname)

@@ -21,9 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import psutil
-
 from harness.errors import BinaryNotFoundError, ServiceStartError
+from harness.services import shm
 from harness.services.base import Service
 from harness.services.binaries import find_binary
 
@@ -40,6 +39,9 @@ SERVER_SETTINGS = {
     "unix_socket_directories": "",
     "logging_collector": "off",
     "log_min_messages": "warning",
+    # Dynamic shared memory as files in <data>/pg_dynshmem, not /dev/shm/PostgreSQL.*: removing
+    # the data directory then removes it, also after a SIGKILL (same speed on tmpfs).
+    "dynamic_shared_memory_type": "mmap",
 }
 
 
@@ -143,13 +145,13 @@ def runtime_base() -> Path:
     return Path(tempfile.gettempdir())
 
 
-def sweep_stale_runtime_dirs() -> None:
-    """Remove data directories left behind by harness processes that died."""
-    for d in runtime_base().glob(RUNTIME_PREFIX + "*"):
-        owner = d.name[len(RUNTIME_PREFIX):].split("-", 1)[0]
-        if owner.isdigit() and not psutil.pid_exists(int(owner)):
-            shutil.rmtree(d, ignore_errors=True)
-
+def sweep_stale_runtime_dirs(system_user: pwd.struct_passwd | None = None) -> None:
+    """Remove what harness processes that died left: their data directories (with the dynamic
+    shared memory inside) and their postmasters' System V segments; and, when PostgreSQL runs
+    as our own system user, POSIX segments of older versions (see :mod:`.shm`)."""
+    shm.sweep_dead_runtime_dirs(runtime_base(), RUNTIME_PREFIX)
+    if system_user is not None:
+        shm.sweep_legacy_posix_segments(system_user.pw_uid)
 
 
 class PostgresCache:

@@ -9,7 +9,9 @@ PostgreSQL database cloned from a template.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -59,7 +61,8 @@ class Stack:
 
     def start(self, schema_sql: str = "") -> Self:
         """Launch every embedded server, then wait for all of them under one deadline."""
-        sweep_stale_runtime_dirs()
+        sweep_stale_runtime_dirs(
+            self.postgres.user if isinstance(self.postgres, PostgresServer) else None)
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
             for service in self.services:
@@ -78,6 +81,8 @@ class Stack:
 
     def stop(self) -> None:
         if self.databases is not None:
+            if isinstance(self.postgres, ExternalPostgres):
+                self.databases.drop_template()  # leave someone else's server as we found it
             self.databases.close()
         for service in self.services:
             service.stop()
@@ -96,6 +101,23 @@ class Stack:
         with redis.Redis(host=self.redis.host, port=self.redis.port, db=db) as client:
             client.flushdb()
         return self.redis.url(db)
+
+    def clear_namespace(self, namespace: str) -> int:
+        """Delete every key ``namespace`` or ``namespace:*`` from an external Redis (an
+        embedded one gives each test a logical database of its own); return how many."""
+        if not isinstance(self.redis, ExternalRedis):
+            return 0
+        import redis
+
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", namespace) + ":*"
+        client = redis.Redis.from_url(self.redis.url(), socket_timeout=10,
+                                      socket_connect_timeout=5)
+        with contextlib.closing(client):
+            keys = [namespace.encode(), *client.scan_iter(match=pattern, count=1000)]
+            deleted = 0
+            for start in range(0, len(keys), 500):
+                deleted += int(client.delete(*keys[start:start + 500]))
+        return deleted
 
     def fresh_database(self) -> tuple[str, str]:
         """(name, URL) of a new database cloned from the template."""

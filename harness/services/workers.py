@@ -22,14 +22,31 @@ import psutil
 
 from harness import procs
 from harness.contract import Connections, Policy, worker_env
-from harness.errors import JobchaosError
+from harness.errors import JobchaosError, WorkerCommandError
 from harness.services.base import log_tail
 
 REFERENCE_WORKER = (sys.executable, "-m", "reference_worker")
 
 
+WORKER_CMD_HOW = "--jobchaos-worker-cmd / JOBCHAOS_WORKER_CMD / ini jobchaos_worker_cmd"
+PROVEN_AFTER = 3.0  # seconds a worker must have run before the command counts as working
+_proven = False  # a worker of this process ran PROVEN_AFTER s: the command itself works
+
+
+def worker_command_proven() -> bool:
+    """True once a worker of this process has been seen running for ``PROVEN_AFTER`` s. Until
+    then a worker that exits is taken for a wrong command (or setting), which every scenario
+    would repeat, rather than for a fault of one scenario."""
+    return _proven
+
+
 class WorkerStartError(JobchaosError):
     """A worker exited right after it was started."""
+
+
+class FirstWorkerStartError(WorkerStartError, WorkerCommandError):
+    """A worker exited right after it started before any worker of this process had proven the
+    command works: the command (or its settings) is wrong, every scenario would repeat it."""
 
 
 class WorkerProcess:
@@ -43,11 +60,20 @@ class WorkerProcess:
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.started_at = 0.0
 
     def start(self) -> Self:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.process = procs.spawn(self.argv, log_path=self.log_path, env=self.env)
+        try:
+            self.process = procs.spawn(self.argv, log_path=self.log_path, env=self.env)
+        except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+            raise WorkerCommandError(
+                f"{self.worker_id}: the worker command {' '.join(self.argv)!r} cannot run: "
+                f"{exc.strerror}: {exc.filename or self.argv[0]}. Fix: set {WORKER_CMD_HOW} "
+                "to a command whose program exists and is executable."
+            ) from None
         self.starts += 1
+        self.started_at = time.monotonic()
         return self
 
     @property
@@ -55,7 +81,11 @@ class WorkerProcess:
         return self.process.pid if self.process else None
 
     def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        global _proven
+        alive = self.process is not None and self.process.poll() is None
+        if alive and not _proven and time.monotonic() - self.started_at >= PROVEN_AFTER:
+            _proven = True
+        return alive
 
     @property
     def returncode(self) -> int | None:
@@ -148,19 +178,24 @@ class WorkerPool:
 
     def start(self) -> Self:
         """Start every worker; fail with its log if one exits within ``startup_check`` s."""
-        for w in self.workers:
-            w.start()
+        try:
+            for w in self.workers:
+                w.start()
+        except WorkerCommandError:
+            self.stop(grace=2)
+            raise
         deadline = time.monotonic() + self.startup_check
         while time.monotonic() < deadline:
             for w in self.workers:
                 if not w.running():
                     self.stop(grace=2)
-                    raise WorkerStartError(
+                    error = WorkerStartError if _proven else FirstWorkerStartError
+                    raise error(
                         f"{w.worker_id} exited with code {w.returncode} right after it started."
                         f"\n  command: {' '.join(w.argv)}\n  log: {w.log_path}\n"
                         f"  last lines of its log:\n{log_tail(w.log_path)}\n"
                         "Fix: run the command by hand with the CHAOS_* variables from "
-                        "docs/contract.md and look at what it prints."
+                        f"docs/contract.md and look at what it prints ({WORKER_CMD_HOW})."
                     )
             time.sleep(0.02)
         return self
