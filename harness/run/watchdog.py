@@ -45,10 +45,12 @@ class Watchdog:
         waited = time.monotonic() - first
         if waited < self.bound():
             return
-        with contextlib.suppress(Exception):  # a server restarting: look next time
+        try:
             self.consumed = self.gauges.activity() > 0
-            if not self.consumed:
-                raise self._error(waited)
+        except Exception:
+            return  # a server restarting: look next time
+        if not self.consumed:
+            raise self._error(waited)
 
     def _error(self, waited: float) -> WorkerNotConsumingError:
         w = self.world.workers[0]

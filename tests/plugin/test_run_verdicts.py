@@ -85,3 +85,18 @@ def test_a_failing_scripted_scenario_can_be_shrunk(tmp_path: Path):
     assert shrunk, out[-4000:]
     assert int(shrunk.group(1)) <= 6 and int(shrunk.group(3)) < int(shrunk.group(2))
     assert len(set(re.findall(r"^replay: (pytest .+)$", out, re.MULTILINE))) == 2
+
+
+def test_a_worker_that_never_consumes_fails_once_and_stops_the_session(tmp_path: Path):
+    idle = f"{sys.executable} -c 'import time; time.sleep(1e9)'"
+    done = run_pytest("scenarios/test_poison_jobs.py", "scenarios/test_timeout.py",
+                      "scenarios/test_memory.py", f"--jobchaos-worker-cmd={idle}",
+                      "--jobchaos-probe-cmd=none", artifacts=tmp_path)
+    out = done.stdout
+    assert done.returncode != 0
+    assert out.count("FAILED scenarios/") == 1, out[-4000:]
+    assert "Interrupted: jobchaos: WorkerNotConsumingError: no worker took a job in" in out
+    assert "Likely causes: the worker reads another queue than CHAOS_QUEUE" in out
+    assert "1 failed" in out.splitlines()[-1], out[-2000:]
+    seconds = float(re.findall(r"in ([\d.]+)s", out.splitlines()[-1])[0])
+    assert seconds < 30, "the first test fails within its bound, the rest do not run"
