@@ -23,7 +23,7 @@ import itertools
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -97,21 +97,34 @@ def _plan(n_jobs: int, special: list[str], events: list[Event], workers: int,
 
 
 def candidates(plan: Plan) -> Iterator[Plan]:
-    """Smaller plans, in the order worth trying: with half the jobs (those events name are
-    kept; first, since it makes every later candidate cheaper to play), without one event
-    (latest first), without one job (for a few jobs)."""
+    """Smaller plans, in the order worth trying (big steps first, as delta debugging does):
+    no events at all, half the jobs (first, since it makes every later candidate cheaper to
+    play; jobs events name are kept), each half of the events, one event less (latest first),
+    one job less (for a few jobs)."""
+    n = len(plan.events)
+    if n > 1:
+        yield _with_events(plan, ())
     named = [str(e.target) for e in plan.events if e.kind in ("dispatch", "redispatch")]
     ids = [j.id for j in plan.jobs]
     if len(ids) > 2:
         keep = set(named) | set(ids[: max(1, len(ids) // 2)])
         if len(keep) < len(ids):
             yield plan.with_jobs(keep)
-    for i in reversed(range(len(plan.events))):
+    if n > 3:
+        yield _with_events(plan, plan.events[: n // 2])
+        yield _with_events(plan, plan.events[n // 2:])
+    for i in reversed(range(n)):
         yield plan.without_event(i)
     if 1 < len(ids) <= 4:
         for drop in ids:
             if drop not in named:
                 yield plan.with_jobs(set(ids) - {drop})
+
+
+def _with_events(plan: Plan, events: tuple[Event, ...]) -> Plan:
+    """``plan`` with only ``events``; a job held back for a dropped ``dispatch`` event is then
+    dispatched at the start."""
+    return replace(plan, events=events)
 
 
 def shrink(plan: Plan, fails: Callable[[Plan], bool], *, budget: int = 24) -> tuple[Plan, int]:
