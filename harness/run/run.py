@@ -138,7 +138,8 @@ class ChaosRun:
         if not judgement.valid:
             import pytest
 
-            text = f"{judgement.text}\n\nreplay: {self.replay_command()}"
+            text = (f"{judgement.text}\n\nplan: {plan.describe()}\n\n"
+                    f"replay: {self.replay_command()}")
             if self.shrinker is not None and judgement.result.validity is Validity.INVALID:
                 text += "\n\n" + self.shrinker(self)
             pytest.fail(text, pytrace=False)
