@@ -34,7 +34,8 @@ class DatabaseFactory:
     def __init__(self, admin_url: str, *, prefix: str) -> None:
         self.admin_url = admin_url
         self.prefix = _SAFE.sub("_", prefix.lower())
-        self.template = f"{self.prefix}_template"
+        # One per session: two sessions on one external server must not drop each other's.
+        self.template = f"{self.prefix}_{os.getpid()}_template"
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
