@@ -100,3 +100,21 @@ def test_a_worker_that_never_consumes_fails_once_and_stops_the_session(tmp_path:
     assert "1 failed" in out.splitlines()[-1], out[-2000:]
     seconds = float(re.findall(r"in ([\d.]+)s", out.splitlines()[-1])[0])
     assert seconds < 30, "the first test fails within its bound, the rest do not run"
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "cannot read it"),
+    ("{nope", "not JSON"),
+    ('{"jobs": 4, "events": []}', "not a jobchaos replay file"),
+])
+def test_an_unusable_replay_file_is_one_usage_error(pytester: pytest.Pytester, tmp_path: Path,
+                                                     content, message):
+    path = tmp_path / "replay.json"
+    if content is not None:
+        path.write_text(content)
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest_subprocess(f"--jobchaos-replay={path}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert message in err and "--jobchaos-replay" in err and "Traceback" not in err, err
+    assert len([line for line in err.splitlines() if line.strip()]) <= 2, err
