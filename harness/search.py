@@ -32,7 +32,8 @@ from hypothesis import strategies as st
 
 from harness.checkers import Validity
 from harness.contract import Job, Policy, alloc, db_write, email, fail, job, sleep
-from harness.nemesis.events import LINKS, Event, Plan, Trigger
+from harness.nemesis.events import BUSY, LINKS, Event, Plan, Trigger
+from harness.nemesis.interpreter import TriggerTimeout
 from harness.run.policy import SCENARIO_POLICY, RunPolicy
 from harness.run.run import ChaosRun
 
@@ -60,22 +61,26 @@ def plans(*, policy: Policy, max_jobs: int, max_events: int, horizon: float, wor
           shapes: Sequence[str] = FAST_SHAPES, longest_fault: float = 1.5
           ) -> st.SearchStrategy[Plan]:
     """Plans of up to ``max_jobs`` jobs (mostly ``plain``, some of the other ``shapes``) and
-    ``max_events`` events within ``horizon`` seconds: worker kills, SIGTERMs and pauses, link
-    faults, re-dispatches. Hypothesis's own shrinking (unused on live runs) goes towards fewer
+    ``max_events`` events, each at a moment within ``horizon`` seconds or once some attempts
+    started: kills, SIGTERMs and pauses of a given or the busy worker, link faults,
+    re-dispatches. Hypothesis's own shrinking (unused on live runs) goes towards fewer
     events, fewer jobs, earlier and shorter faults."""
     times = st.floats(0.0, horizon, allow_nan=False).map(lambda x: round(x, 2))
     lasting = st.floats(0.05, longest_fault, allow_nan=False).map(lambda x: round(x, 2))
-    worker = st.integers(0, workers - 1)
+    # A strike at a moment, or once some attempts have started (then it lands on running work).
+    when = st.one_of(times.map(lambda t: Trigger(at=t)),
+                     st.integers(1, max_jobs).map(lambda n: Trigger(attempts=n)))
+    worker = st.one_of(st.just(BUSY), st.integers(0, workers - 1))
     worker_events = st.one_of(
-        st.builds(lambda w, t: Event("kill", w, Trigger(at=t)), worker, times),
-        st.builds(lambda w, t: Event("signal", w, Trigger(at=t),
-                                     params={"signal": "SIGTERM", "count": 1}), worker, times),
-        st.builds(lambda w, t, d: Event("pause", w, Trigger(at=t), d), worker, times, lasting))
-    link_events = st.builds(lambda k, link, t, d: Event(k, link, Trigger(at=t), d),
+        st.builds(lambda w, t: Event("kill", w, t), worker, when),
+        st.builds(lambda w, t: Event("signal", w, t, params={"signal": "SIGTERM", "count": 1}),
+                  worker, when),
+        st.builds(lambda w, t, d: Event("pause", w, t, d), worker, when, lasting))
+    link_events = st.builds(lambda k, link, t, d: Event(k, link, t, d),
                             st.sampled_from(("down", "latency", "reset_peer", "blackhole")),
-                            st.sampled_from(LINKS), times, lasting).map(_link_params)
-    redispatches = st.builds(lambda n, t: Event("redispatch", n, Trigger(at=t)),
-                             st.integers(0, max_jobs - 1), times)
+                            st.sampled_from(LINKS), when, lasting).map(_link_params)
+    redispatches = st.builds(lambda n, t: Event("redispatch", n, t),
+                             st.integers(0, max_jobs - 1), when)
     events = st.lists(st.one_of(worker_events, link_events, redispatches), max_size=max_events)
     kinds = st.lists(st.sampled_from(shapes[1:]) if len(shapes) > 1 else st.just("plain"),
                      max_size=max(1, max_jobs // 4))
@@ -91,9 +96,12 @@ def _plan(n_jobs: int, special: list[str], events: list[Event], workers: int,
           policy: Policy) -> Plan:
     shapes = (special + ["plain"] * n_jobs)[:n_jobs]
     jobs = tuple(shaped_job(s, i, policy) for i, s in enumerate(shapes))
-    fitted = [Event(e.kind, jobs[int(e.target) % n_jobs].id, e.when) if e.kind == "redispatch"
-              else e for e in events]
-    return Plan(workers, jobs, tuple(sorted(fitted, key=lambda e: e.when.at)))
+    fitted = [replace(e, when=replace(e.when, attempts=min(e.when.attempts, n_jobs)))
+              for e in events]  # every job starts at least one attempt
+    fitted = [replace(e, target=jobs[int(e.target) % n_jobs].id) if e.kind == "redispatch"
+              else e for e in fitted]
+    # In order of when they may fire: by moment, then by how much work they wait for.
+    return Plan(workers, jobs, tuple(sorted(fitted, key=lambda e: (e.when.at, e.when.attempts))))
 
 
 def candidates(plan: Plan) -> Iterator[Plan]:
@@ -170,7 +178,13 @@ class Search:
         for attempt in (1, 2):
             with self.new_run(f"{label}-run{attempt}") as run:
                 run.tune(**self.policy.to_dict())
-                judgement = run.play(plan)
+                try:
+                    judgement = run.play(plan)
+                except TriggerTimeout:
+                    # The work an event waited for never came (a job lost before its first
+                    # attempt, say): judge what happened, as with any other run.
+                    run.drain()
+                    judgement = run.finish()
                 if judgement.result.validity is Validity.UNKNOWN:
                     raise UndecidedRun(judgement.text)
                 if judgement.valid:

@@ -28,6 +28,10 @@ POLL = 0.02  # seconds between looks at triggers and due heals
 STOP_SIGNALS = frozenset({"SIGTERM", "SIGINT", "SIGQUIT"})
 
 
+class TriggerTimeout(TimeoutError):
+    """An event's trigger did not hold within the policy's drain deadline."""
+
+
 @dataclass
 class Strike:
     """An applied fault, healed by ``undo`` once ``due`` (monotonic) has passed or, when
@@ -103,7 +107,7 @@ class Nemesis:
                             and seen[2] >= when.finished):
                         break
             if time.monotonic() >= deadline:
-                raise TimeoutError(
+                raise TriggerTimeout(
                     f"the nemesis waited {limit:.1f} s for its trigger ({when.describe()}); "
                     f"saw {seen[0]} attempts, {seen[1]} effect rows, {seen[2]} jobs finished")
             time.sleep(POLL)

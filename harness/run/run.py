@@ -25,7 +25,7 @@ from harness.nemesis.events import Plan
 from harness.nemesis.interpreter import Nemesis
 from harness.nemesis.replay import Replay
 from harness.run import accounting
-from harness.run.drain import drain, observe
+from harness.run.drain import drain, observe, probe_of
 from harness.run.gauges import Gauges
 from harness.run.judge import Judgement, judge
 from harness.run.policy import SCENARIO_POLICY, RunPolicy
@@ -110,7 +110,7 @@ class ChaosRun:
         policy's drain deadline; True if it got there."""
         limit = self._policy.for_checkers().drain_deadline_s if deadline is None else deadline
         return drain(self.gauges, self.watchdog.check, set(self.workload.dispatched),
-                     self.recorder, limit)
+                     self.recorder, limit, probe_of(self.world, self._policy))
 
     def finish(self) -> Judgement:
         """Heal everything, stop the workers, observe, and judge."""

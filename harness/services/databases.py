@@ -49,9 +49,19 @@ class DatabaseFactory:
         import psycopg
 
         with self._lock:
-            if self._conn is None or self._conn.closed or self._conn.broken:
-                self._conn = psycopg.connect(self.admin_url, autocommit=True, connect_timeout=10)
-            self._conn.execute(sql)
+            for retry in (True, False):
+                if self._conn is None or self._conn.closed or self._conn.broken:
+                    self._conn = psycopg.connect(self.admin_url, autocommit=True,
+                                                 connect_timeout=10)
+                try:
+                    self._conn.execute(sql)
+                    return
+                except psycopg.OperationalError:
+                    # The server restarted under the connection (a scenario may restart
+                    # it): once more on a new one.
+                    self._conn.close()
+                    if not retry:
+                        raise
 
     def close(self) -> None:
         with self._lock:

@@ -77,3 +77,18 @@ def test_duplicate_of_a_finished_job_is_consumed_before_the_verdict(chaos):
     assert chaos.drain()
     assert chaos.gauges.queued() == 0
     assert chaos.finish().result.validity is Validity.VALID
+
+
+@pytest.mark.parametrize("server", ["postgres", "redis"])
+def test_a_server_restart_is_one_paired_fault_and_the_stack_serves_after_it(
+        chaos, jobchaos_stack, server):
+    from harness.nemesis import restart_server
+
+    jobs = [job(f"r-{i}", db_write(), sleep(0.1)) for i in range(4)]
+    judgement = chaos.play(plan(2, jobs, restart_server(server, after(effects=1), down=0.3)))
+    [span] = judgement.history.fault_spans()
+    assert (span.kind, span.target, span.heal is not None) == ("restart_server", server, True)
+    # The session's stack works after it: a fresh database, a fresh Redis database.
+    name, _ = jobchaos_stack.fresh_database()
+    jobchaos_stack.drop_database(name)
+    assert jobchaos_stack.fresh_redis_url()

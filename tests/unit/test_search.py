@@ -18,12 +18,13 @@ from harness.search import ALL_SHAPES, candidates, plans, shrink
              shapes=ALL_SHAPES))
 def test_generated_plans_are_in_bounds_and_in_time_order(p):
     assert 1 <= len(p.jobs) <= 5 and len(p.events) <= 6 and p.workers == 2
-    assert [e.when.at for e in p.events] == sorted(e.when.at for e in p.events)
+    order = [(e.when.at, e.when.attempts) for e in p.events]
+    assert order == sorted(order)
     ids = {j.id for j in p.jobs}
     for e in p.events:
-        assert 0 <= e.when.at <= 2.0
+        assert 0 <= e.when.at <= 2.0 and 0 <= e.when.attempts <= 5
         if e.kind in ("kill", "signal", "pause"):
-            assert e.target in (0, 1)
+            assert e.target in (0, 1, "busy")
         elif e.kind == "redispatch":
             assert e.target in ids
         else:
