@@ -54,13 +54,14 @@ class Nemesis:
     """Applies a plan's events to a run's world and records them."""
 
     def __init__(self, world: World, workload: Workload, gauges: Gauges, recorder: Recorder,
-                 policy: RunPolicy, rng: random.Random, watch: Callable[[], None]) -> None:
+                 policy: Callable[[], RunPolicy], rng: random.Random,
+                 watch: Callable[[], None]) -> None:
         self.world = world
         self.watch = watch  # raises if a worker died unstruck or none consumes
         self.workload = workload
         self.gauges = gauges
         self.recorder = recorder
-        self.policy = policy
+        self.policy = policy  # the run's policy, as it is when an event fires
         self.rng = rng
         self.held = 0.0  # seconds the plan deliberately held faults or waited to strike
         self.kills = 0  # worker kills, each leaving recovery to a lease expiry
@@ -91,7 +92,7 @@ class Nemesis:
                 self._heal(strike, strike.undo)
 
     def _await(self, when: Trigger, start: float) -> None:
-        limit = self.policy.for_checkers().drain_deadline_s
+        limit = self.policy().for_checkers().drain_deadline_s
         t0 = time.monotonic()
         deadline = t0 + limit
         seen = (0, 0, 0)
@@ -215,7 +216,7 @@ class Nemesis:
             self.world.struck.add(w.worker_id)
             for _ in range(count):
                 w.signal(signals.Signals[name])
-            bound = self.policy.shutdown_grace + self.policy.job_timeout + 2
+            bound = self.policy().shutdown_grace + self.policy().job_timeout + 2
 
             def expire() -> Mapping[str, Any]:
                 if event.kind == "restart":
@@ -224,7 +225,7 @@ class Nemesis:
                 if name in STOP_SIGNALS:
                     raise TimeoutError(f"{w.worker_id} did not exit within {bound:.1f} s of "
                                        f"its {name} (shutdown grace "
-                                       f"{self.policy.shutdown_grace} s)")
+                                       f"{self.policy().shutdown_grace} s)")
                 self.world.struck.discard(w.worker_id)
                 return {"exited": False}
 

@@ -53,10 +53,10 @@ class ChaosRun:
         self.rng = random.Random(seed)
         self.gauges = Gauges(world.direct)
         self.workload = Workload(recorder, world.direct, world.proxied)
-        self.watchdog = Watchdog(world, self.workload, self.gauges)
-        self.nemesis = Nemesis(world, self.workload, self.gauges, recorder, policy, self.rng,
-                               self.watchdog.check)
-        self._policy = self.watchdog.policy = policy
+        self._policy = policy
+        self.watchdog = Watchdog(world, self.workload, self.gauges, lambda: self._policy)
+        self.nemesis = Nemesis(world, self.workload, self.gauges, recorder,
+                               lambda: self._policy, self.rng, self.watchdog.check)
         self.plan: Plan | None = None
         self.judgement: Judgement | None = None
         self.started = time.monotonic()
@@ -72,11 +72,8 @@ class ChaosRun:
         if self.world.pool is not None:
             raise RuntimeError("tune() the policy before the workers start: they were "
                                "configured with it")
-        self._use(self._policy.tuned(**changes))
+        self._policy = self._policy.tuned(**changes)
         return self._policy
-
-    def _use(self, policy: RunPolicy) -> None:
-        self._policy = self.nemesis.policy = self.watchdog.policy = policy
 
     @property
     def artifacts(self) -> Path:
@@ -132,7 +129,7 @@ class ChaosRun:
         """Play ``plan`` (or the replay file given for this test) and fail the test unless the
         verdict is valid; ``unknown`` fails too, with its reason."""
         if self.replay is not None:
-            self._use(RunPolicy.from_dict(self.replay.policy))
+            self._policy = RunPolicy.from_dict(self.replay.policy)
             plan = self.replay.plan
         judgement = self.play(plan)
         if not judgement.valid:

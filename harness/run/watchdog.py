@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 
 from harness.errors import SessionError
 from harness.run.gauges import Gauges
@@ -26,16 +27,16 @@ class WorkerNotConsumingError(SessionError):
 class Watchdog:
     """``check()`` raises if a worker died unstruck or none consumes within the bound."""
 
-    def __init__(self, world: World, workload: Workload, gauges: Gauges) -> None:
+    def __init__(self, world: World, workload: Workload, gauges: Gauges,
+                 policy: Callable[[], RunPolicy]) -> None:
         self.world = world
         self.workload = workload
         self.gauges = gauges
-        self.policy: RunPolicy | None = None
+        self.policy = policy  # the run's policy
         self.consumed = False
 
     def bound(self) -> float:
-        lease = self.policy.lease if self.policy is not None else 0.0
-        return max(CONSUME_BOUND_MIN, 2 * lease)
+        return max(CONSUME_BOUND_MIN, 2 * self.policy().lease)
 
     def check(self) -> None:
         self.world.check_workers()
