@@ -340,8 +340,11 @@ def pytest_runtest_makereport(
     if report.failed and run is not None and report.when == "call":
         report.sections.append(("jobchaos run", f"seed {run.seed}; artifacts {run.artifacts}"
                                 + (f"\nreplay: {run.replay_command()}" if run.plan else "")))
-    judged = run is not None and run.judgement is not None  # a verdict explains itself
-    if report.failed and stack is not None and used_stack and not judged:
+    # A verdict explains itself, and so does a harness error (it names what failed and
+    # carries the log that matters); server logs would only bury it.
+    explained = (run is not None and run.judgement is not None) or (
+        call.excinfo is not None and call.excinfo.errisinstance(JobchaosError))
+    if report.failed and stack is not None and used_stack and not explained:
         from harness.services.base import log_tail
 
         for service in stack.services:

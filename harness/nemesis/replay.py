@@ -16,6 +16,8 @@ from typing import Any, Final
 from harness.nemesis.events import Plan, PlanError
 
 FORMAT: Final = "jobchaos-replay"
+FIX: Final = ("Fix: give the replay.json a failing run wrote into its artifacts (the command "
+              "after 'replay:' in its report), unedited")
 VERSION: Final = 1
 
 
@@ -48,23 +50,24 @@ def load(path: Path) -> Replay:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ReplayError(f"--jobchaos-replay {path}: cannot read it ({exc.strerror}); give "
-                          "the replay.json a failing run wrote into its artifacts") from None
+        raise ReplayError(f"--jobchaos-replay {path}: cannot read it ({exc.strerror}). Fix: "
+                          "give the replay.json a failing run wrote into its artifacts") from None
     try:
         body = json.loads(text)
     except ValueError as exc:
-        raise ReplayError(f"--jobchaos-replay {path}: not JSON ({exc})") from None
+        raise ReplayError(f"--jobchaos-replay {path}: not JSON ({exc}). {FIX}") from None
     if not isinstance(body, dict) or body.get("format") != FORMAT:
         raise ReplayError(f"--jobchaos-replay {path}: not a jobchaos replay file (expected an "
-                          f'object with "format": "{FORMAT}", as written to replay.json)')
+                          f'object with "format": "{FORMAT}"). {FIX}')
     if body.get("version") != VERSION:
         raise ReplayError(f"--jobchaos-replay {path}: replay format version "
-                          f"{body.get('version')!r}; this jobchaos reads version {VERSION}")
+                          f"{body.get('version')!r}; this jobchaos reads version {VERSION}. "
+                          "Fix: replay it with the jobchaos that wrote it, or record it again")
     try:
         return Replay(test=str(body["test"]), seed=int(body["seed"]),
                       policy=dict(body.get("policy") or {}), plan=Plan.from_dict(body["plan"]))
     except KeyError as exc:
         raise ReplayError(f"--jobchaos-replay {path}: the field {exc.args[0]!r} is "
-                          "missing") from None
+                          f"missing. {FIX}") from None
     except (PlanError, TypeError, ValueError) as exc:
-        raise ReplayError(f"--jobchaos-replay {path}: {exc}") from None
+        raise ReplayError(f"--jobchaos-replay {path}: {exc}. {FIX}") from None

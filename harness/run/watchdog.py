@@ -16,7 +16,7 @@ from harness.run.workload import Workload
 from harness.run.world import World
 from harness.services.base import log_tail
 
-CONSUME_BOUND_MIN = 5.0  # seconds; the bound is this or two leases, whichever is longer
+CONSUME_BOUND_MIN = 3.0  # seconds; the bound is this or two leases, whichever is longer
 
 
 class WorkerNotConsumingError(SessionError):
@@ -67,4 +67,6 @@ class Watchdog:
             "another Redis than CHAOS_REDIS_URL; it never writes chaos_attempts, "
             "chaos_effects or chaos_outcomes rows (docs/contract.md); it is stuck starting.\n"
             f"  command: {' '.join(w.argv)}\n  log: {w.log_path}\n"
-            f"  last lines of its log:\n{log_tail(w.log_path)}")
+            f"  last lines of its log:\n{log_tail(w.log_path)}\n"
+            "Fix: run the command by hand with the CHAOS_* variables from docs/contract.md and "
+            "check that it takes a job from CHAOS_QUEUE and writes its attempt row.")
