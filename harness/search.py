@@ -38,10 +38,10 @@ from harness.run.policy import SCENARIO_POLICY, RunPolicy
 from harness.run.run import ChaosRun
 
 FAST_SHAPES: Final = ("plain", "flaky", "poison")
+ALL_SHAPES: Final = (*FAST_SHAPES, "slow", "hog")
 # The scenario policy with a backoff well above the time a worker takes to pick up a retry it
 # may run at once, so a retry without backoff stands out even on a loaded machine.
 SEARCH_POLICY: Final = SCENARIO_POLICY.tuned(backoff_base=0.4, backoff_cap=0.8)
-ALL_SHAPES: Final = (*FAST_SHAPES, "slow", "hog")
 
 
 def shaped_job(shape: str, n: int, policy: Policy) -> Job:
