@@ -25,13 +25,15 @@ SETTLE = 1.0  # seconds between two probe answers that must agree to end a drain
 
 def drain(gauges: Gauges, watch: Callable[[], None], dispatched: set[str],
           recorder: h.Recorder, deadline: float,
-          probe: Callable[[], ProbeState] | None = None) -> bool:
+          probe: Callable[[], ProbeState] | None = None,
+          working: Callable[[], bool] = lambda: False) -> bool:
     """Wait until every job in ``dispatched`` is terminal and the queue list is empty (a
     duplicate of a finished job must be consumed, not left behind), or ``deadline`` s.
 
     With a ``probe``, the wait also ends once the worker's own system has held none of the
     unfinished jobs (not queued, scheduled or leased) in two answers ``SETTLE`` s apart:
-    nothing will ever finish them, so waiting out the deadline would only cost time."""
+    nothing will ever finish them, so waiting out the deadline would only cost time. The
+    probe is asked only while no attempt is ``working`` (running on a live worker)."""
     op = recorder.invoke(h.OBSERVER, h.DRAIN, {"deadline": deadline})
     end = time.monotonic() + deadline
     pending, queued = set(dispatched), -1
@@ -45,7 +47,8 @@ def drain(gauges: Gauges, watch: Callable[[], None], dispatched: set[str],
         now = time.monotonic()
         if (not pending and queued == 0) or now >= end:
             break
-        if probe is not None and pending and queued == 0 and now - last_probe >= SETTLE:
+        if (probe is not None and pending and queued == 0 and now - last_probe >= SETTLE
+                and not _safely(working)):
             last_probe = now
             if _held_by(probe, pending):
                 absent_since = None
@@ -62,6 +65,14 @@ def drain(gauges: Gauges, watch: Callable[[], None], dispatched: set[str],
         return False
     recorder.ok(op, {"pending": 0, "queued": 0})
     return True
+
+
+def _safely(working: Callable[[], bool]) -> bool:
+    """``working()``, taken as True when it cannot be read."""
+    try:
+        return working()
+    except Exception:
+        return True
 
 
 def _held_by(probe: Callable[[], ProbeState], pending: set[str]) -> bool:

@@ -6,12 +6,14 @@ re-opened after an error (a server restart, say)."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import Any
 
 from harness.contract import Connections
 
 INFLIGHT_SQL = """
-SELECT a.job_id, a.attempt, a.worker FROM chaos_attempts a
+SELECT a.job_id, a.attempt, a.worker, extract(epoch FROM a.started_at)::float8
+FROM chaos_attempts a
 WHERE NOT EXISTS (SELECT 1 FROM chaos_outcomes o
                   WHERE o.job_id = a.job_id AND o.attempt = a.attempt AND o.worker = a.worker)
 ORDER BY a.id
@@ -74,8 +76,14 @@ class Gauges:
 
     def inflight(self, worker: str | None = None) -> list[dict[str, Any]]:
         """Attempts started and not ended (no outcome row), of ``worker`` or of all."""
-        return [{"job": j, "attempt": a, "worker": w} for j, a, w in self._sql(INFLIGHT_SQL)
+        return [{"job": j, "attempt": a, "worker": w} for j, a, w, _ in self._sql(INFLIGHT_SQL)
                 if worker is None or w == worker]
+
+    def running_on_live_workers(self, started: Mapping[str, float]) -> int:
+        """Attempts without an outcome that began after their worker's current process
+        started (``started``: worker id -> its Unix start time): work really in progress, as
+        opposed to attempts of a process that was killed."""
+        return sum(1 for _, _, w, at in self._sql(INFLIGHT_SQL) if at >= started.get(w, 1e18))
 
     def queued(self) -> int:
         """Dispatched copies still on the queue list (not yet taken by a worker)."""

@@ -107,7 +107,9 @@ class ChaosRun:
         policy's drain deadline; True if it got there."""
         limit = self._policy.for_checkers().drain_deadline_s if deadline is None else deadline
         return drain(self.gauges, self.watchdog.check, set(self.workload.dispatched),
-                     self.recorder, limit, probe_of(self.world, self._policy))
+                     self.recorder, limit, probe_of(self.world, self._policy),
+                     working=lambda: self.gauges.running_on_live_workers(
+                         self.world.started()) > 0)
 
     def finish(self) -> Judgement:
         """Heal everything, stop the workers, observe, and judge."""

@@ -7,6 +7,7 @@ dispatches over ``direct`` connections, so its own bookkeeping is never faulted.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,11 @@ class World:
         raise KeyError(f"no worker named {worker_id!r} (workers: "
                        f"{', '.join(w.worker_id for w in self.workers)}); every row a worker "
                        "writes must carry exactly its CHAOS_WORKER_ID")
+
+    def started(self) -> dict[str, float]:
+        """Worker id -> the Unix time its current process started."""
+        now_wall, now = time.time(), time.monotonic()
+        return {w.worker_id: now_wall - (now - w.started_at) for w in self.workers}
 
     def check_workers(self) -> None:
         """Fail fast, with its log, if a worker died that the nemesis did not strike."""
