@@ -128,12 +128,4 @@ def proxied_database_url(faults: Faults, database_url: str) -> str:
 @pytest.fixture
 def proxied_connections(faults: Faults, chaos_connections: Any) -> Any:
     """The plugin's `chaos_connections` (a worker's connections), through the fault links."""
-    import dataclasses
-
-    return dataclasses.replace(
-        chaos_connections,
-        redis_url=faults.redis.url(chaos_connections.redis_url),
-        database_url=faults.postgres.url(chaos_connections.database_url),
-        smtp_host=faults.smtp.listen_host,
-        smtp_port=faults.smtp.listen_port,
-    )
+    return faults.proxied(chaos_connections)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
 
+from harness.contract import Connections
 from harness.toxiproxy.client import ToxiproxyClient
 
 from .link import FaultLink
@@ -57,6 +59,14 @@ class Faults:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(self._links)
+
+    def proxied(self, direct: Connections) -> Connections:
+        """``direct`` (a worker's connections) with Redis, PostgreSQL and SMTP through the
+        links, queue and credentials kept."""
+        return dataclasses.replace(
+            direct, redis_url=self.redis.url(direct.redis_url),
+            database_url=self.postgres.url(direct.database_url),
+            smtp_host=self.smtp.listen_host, smtp_port=self.smtp.listen_port)
 
     def heal_all(self) -> None:
         """Heal every link (all are attempted; the first error is raised at the end)."""

@@ -7,7 +7,6 @@ records every fault)."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 import re
 from collections.abc import Iterator, Sequence
@@ -66,10 +65,7 @@ class RunBuilder:
         direct = Connections(redis_url=self.stack.fresh_redis_url(), database_url=db_url,
                              smtp_host=self.stack.smtp.host, smtp_port=self.stack.smtp.port,
                              queue=f"{self.namespace}:{n}:queue")
-        proxied = dataclasses.replace(
-            direct, redis_url=self.links.redis.url(direct.redis_url),
-            database_url=self.links.postgres.url(direct.database_url),
-            smtp_host=self.links.smtp.listen_host, smtp_port=self.links.smtp.listen_port)
+        proxied = self.links.proxied(direct)
         self.links.recorder = None  # the nemesis records faults, once
         servers = {name: s for name, s in (("redis", self.stack.redis),
                                            ("postgres", self.stack.postgres))
