@@ -1,8 +1,9 @@
 """Collectors: after the drain, turn what the harness can see into history observations.
 
-Four sources, each read by the harness itself (not taken from the worker's word alone):
+Five sources, each read by the harness itself (not taken from the worker's word alone):
 the contract tables in PostgreSQL (attempts, effect rows, outcomes), the SMTP sink's messages,
-and the worker system's own state through the probe command (docs/contract.md, section 5).
+the worker system's own state through the probe command (docs/contract.md, section 5), and
+the worker processes the harness ran (when each started and exited).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from harness.contract import (
     ProbeState,
 )
 from harness.services.smtp import SinkMessage
+from harness.services.workers import WorkerProcess
 
 PROBE_TIMEOUT = 30.0
 
@@ -80,6 +82,12 @@ def message_observations(messages: Iterable[SinkMessage]) -> list[h.Observation]
             continue  # not a chaos message; nothing to attribute it to
         obs.append(h.sink_message(m.job, int(m.step), ref=str(m.seq), at=m.received_at))
     return obs
+
+
+def life_observations(workers: Iterable[WorkerProcess]) -> list[h.Observation]:
+    """One ``life`` per process each worker ran: when it started and when it exited."""
+    return [h.worker_life(w.worker_id, pid=life.pid, at=life.started, ended=life.ended,
+                          code=life.code) for w in workers for life in w.lives]
 
 
 def run_probe(argv: Sequence[str], env: Mapping[str, str]) -> ProbeState:

@@ -30,6 +30,11 @@ BUGS: Final[Mapping[str, str]] = MappingProxyType({
     "lease_shorter_than_timeout": "lease = job_timeout / 2 and no heartbeat: a running job is "
                                   "handed to a second worker",
     "no_dedupe": "run a duplicate dispatch of a job id again",
+    "stop_consuming_after_link_error": "after a fetch fails on a link error, never fetch "
+                                       "again: the process stays up, idle",
+    "shutdown_drops_job": "no SIGTERM handler: the worker dies at once with the job in hand",
+    "shutdown_ignores_grace": "a warm shutdown waits for the job in flight however long it "
+                              "takes, past the shutdown grace",
 })
 
 

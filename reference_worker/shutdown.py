@@ -13,8 +13,9 @@ from reference_worker.log import log
 class Shutdown:
     """Warm on the first SIGTERM (or SIGINT), cold on the second."""
 
-    def __init__(self, grace: float) -> None:
+    def __init__(self, grace: float, *, wait_for_job: bool = False) -> None:
         self.grace = grace
+        self.wait_for_job = wait_for_job  # the ``shutdown_ignores_grace`` bug
         self.warm_at: float | None = None
         self.cold_at: float | None = None
 
@@ -35,6 +36,8 @@ class Shutdown:
         """Why the attempt in flight must be killed now, if it must."""
         if self.cold_at is not None:
             return "killed by a cold shutdown (second SIGTERM)"
+        if self.wait_for_job:
+            return None
         if self.warm_at is not None and time.monotonic() > self.warm_at + self.grace:
             return f"killed by a warm shutdown: still running after its {self.grace:g} s grace"
         return None

@@ -80,6 +80,11 @@ class Worker:
                                  worker_id)
         self.db = postgres_link(conn.database_url, self.io_timeout)
         self.shutdown = Shutdown(policy.shutdown_grace)
+        if bugs.on("shutdown_ignores_grace"):
+            # Origin: warm shutdowns that wait for every task in flight (Celery's warm
+            # shutdown, Sidekiq jobs past their -t timeout): the orchestrator's SIGKILL comes
+            # first and kills the job mid-way with nothing recorded.
+            self.shutdown = Shutdown(policy.shutdown_grace, wait_for_job=True)
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -93,6 +98,11 @@ class Worker:
     # -- the main loop ------------------------------------------------------------------
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.shutdown.handle)
+        if self.bugs.on("shutdown_drops_job"):
+            # Origin: a worker with no SIGTERM handler (Python's default disposition ends the
+            # process at once): every deploy, scale-down or spot reclaim drops the job in hand
+            # and leaves it to a lease expiry (Kubernetes and ECS send SIGTERM first).
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, self.shutdown.handle)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         p = self.policy
@@ -132,6 +142,11 @@ class Worker:
                 delay = retry_delay(failures)
                 log(f"fetch: link down ({describe(exc)}); retry {failures} in {delay:.2f} s")
                 self._pause(delay)
+                if self.bugs.on("stop_consuming_after_link_error"):
+                    # Origin: Celery workers that reconnect to Redis after a lost connection
+                    # and never consume again while the process stays up (celery/celery#8030,
+                    # #8091, #10205): liveness checks pass, the queue grows.
+                    self._idle_forever()
                 continue
             except Exception:  # never stop consuming; say why and go on
                 log(f"fetch failed:\n{traceback.format_exc()}")
@@ -155,6 +170,13 @@ class Worker:
                 log(f"{fetched.job_id}: unique key held by {fetched.detail}; rescheduled")
             else:
                 log(f"malformed payload moved to {self.registry.keys.poison}: {fetched.detail}")
+
+    def _idle_forever(self) -> None:
+        """The stalled consumer of ``stop_consuming_after_link_error``: alive, answering
+        SIGTERM, heartbeating nothing, fetching nothing."""
+        log("fetch: link back; consumer restarted")  # what such a worker says, and then idles
+        while not self.shutdown.requested:
+            self._pause(POLL_INTERVAL)
 
     def _reap(self) -> None:
         if self.bugs.on("no_reaper"):

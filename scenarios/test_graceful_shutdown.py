@@ -4,6 +4,11 @@ Guards against deploys and scale-downs losing work: a worker that exits on SIGTE
 in hand, without finishing it or giving it back, loses that job (or leaves it leased until
 someone notices). The first SIGTERM is warm (finish, or give back within the grace period),
 the second is cold (kill the job now, give it back).
+
+Checked, not assumed (the ``workers`` checker): the signalled worker must end its attempt
+itself (``dropped_on_shutdown`` when only a reaper's lease expiry ended it, even if the job
+completed later elsewhere) and exit within its grace (``slow_shutdown``: a worker that waits
+for its job past the grace is SIGKILLed by the orchestrator mid-job in production).
 """
 
 from __future__ import annotations
@@ -17,9 +22,16 @@ from harness.nemesis import after, plan, signal
 @pytest.mark.parametrize("grace", ["longer", "shorter"], ids=["grace-longer-than-job",
                                                                "grace-shorter-than-job"])
 def test_sigterm_mid_job(chaos, grace):
-    # A job of 1 s; the grace period is 2.5 s or 0.3 s. Timeout and lease leave it room to run.
-    chaos.tune(job_timeout=3.0, lease=4.0, shutdown_grace=2.5 if grace == "longer" else 0.3)
-    jobs = [job(f"deploy-{i}", db_write(), sleep(1.0), db_write()) for i in range(4)]
+    # A job of 1 s with a grace of 2.5 s; or a job of 2.5 s with a grace of 0.3 s (long enough
+    # past the grace that a worker waiting for it exits visibly late). Timeout and lease leave
+    # the job room to run.
+    if grace == "longer":
+        chaos.tune(job_timeout=3.0, lease=4.0, shutdown_grace=2.5)
+        seconds = 1.0
+    else:
+        chaos.tune(job_timeout=4.0, lease=5.0, shutdown_grace=0.3)
+        seconds = 2.5
+    jobs = [job(f"deploy-{i}", db_write(), sleep(seconds), db_write()) for i in range(4)]
     chaos.check(plan(2, jobs, signal("busy", after(effects=1))))
 
 

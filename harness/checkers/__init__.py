@@ -27,6 +27,7 @@ from harness.checkers.outcomes import check_outcomes
 from harness.checkers.policy import Backoff, Guarantee, Policy, WorkerKnobs
 from harness.checkers.queue import check_queue
 from harness.checkers.retries import check_retries
+from harness.checkers.workers import check_workers
 from harness.history import History
 
 CHECKERS: Mapping[str, Checker] = {
@@ -35,6 +36,7 @@ CHECKERS: Mapping[str, Checker] = {
     "outcomes": check_outcomes,
     "retries": check_retries,
     "locks": check_locks,
+    "workers": check_workers,
 }
 
 
@@ -73,6 +75,7 @@ __all__ = [
     "check_outcomes",
     "check_queue",
     "check_retries",
+    "check_workers",
     "compose",
     "run_guarded",
     "worst",

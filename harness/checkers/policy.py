@@ -14,6 +14,9 @@ DEFAULT_GUARANTEES: Final[Mapping[str, Guarantee]] = MappingProxyType(
 )
 
 
+CONSUME_BOUND_MIN: Final = 3.0  # seconds; see Policy.consume_bound
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Backoff:
     """Delay before retry ``n`` (n = 1 after the first failed attempt):
@@ -84,6 +87,13 @@ class Policy:
     dead_letter: bool = True
     # Anomalies kept per kind per checker (counts are always complete).
     sample_limit: int = 10
+    # The longest a live, idle worker may leave ready work waiting (None: two leases, at
+    # least 3 s: what a worker needs to notice a healed link and fetch again).
+    consume_bound: float | None = None
+    # The worker's shutdown grace (None: shutdown times are not judged), and how much longer
+    # than it a worker may take to exit after a stop signal (recording, settling, exiting).
+    shutdown_grace: float | None = None
+    shutdown_slack: float = 1.0
 
     def __post_init__(self) -> None:
         if self.max_tries < 1:
@@ -103,6 +113,7 @@ class Policy:
             "job_timeout": knobs.job_timeout,
             "lease": knobs.lease,
             "lock_bound": knobs.lock_ttl,
+            "shutdown_grace": getattr(knobs, "shutdown_grace", None),
         }
         return cls(**(fields | overrides))
 
@@ -120,6 +131,13 @@ class Policy:
         """The longest a uniqueness or overlap lock may live."""
         return self.lock_bound if self.lock_bound is not None else self.drain_deadline_s
 
+    @property
+    def consume_bound_s(self) -> float:
+        """The longest a live, idle worker may leave ready work waiting."""
+        if self.consume_bound is not None:
+            return self.consume_bound
+        return max(CONSUME_BOUND_MIN, 2 * self.lease)
+
     def guarantee(self, kind: str) -> Guarantee | None:
         return self.guarantees.get(kind)
 
@@ -130,4 +148,5 @@ class Policy:
         d["final_reasons"] = sorted(self.final_reasons)
         d["drain_deadline_s"] = self.drain_deadline_s
         d["lock_bound_s"] = self.lock_bound_s
+        d["consume_bound_s"] = self.consume_bound_s
         return d

@@ -31,6 +31,7 @@ from harness.history.ops import (
     HISTORY_VERSION,
     INJECT,
     JSON,
+    LIFE,
     LOCK,
     NAMED_FIELDS,
     NEMESIS,
@@ -64,6 +65,7 @@ from harness.history.values import (
     probe_status,
     reported_outcome,
     sink_message,
+    worker_life,
 )
 
 __all__ = [
@@ -79,6 +81,7 @@ __all__ = [
     "HISTORY_VERSION",
     "INJECT",
     "JSON",
+    "LIFE",
     "LOCK",
     "MISSING",
     "NAMED_FIELDS",
@@ -122,4 +125,5 @@ __all__ = [
     "validate_file",
     "validate_text",
     "worker",
+    "worker_life",
 ]

@@ -37,7 +37,9 @@ ATTEMPT: Final = "attempt"  # observer, ok: {job, attempt?, worker?, at, ended?,
 PROBE: Final = "probe"  # observer, ok: {available, reason?}
 STATE: Final = "state"  # observer, ok: {job, state, worker?, reason?, detail?, at?}
 LOCK: Final = "lock"  # observer, ok: {key, job?, holder?, ttl, age?}
-FUNCTIONS: Final = (DISPATCH, INJECT, HEAL, DRAIN, EFFECT, OUTCOME, ATTEMPT, PROBE, STATE, LOCK)
+LIFE: Final = "life"  # observer, ok: {worker, pid?, at, ended?, code?}: one worker process
+FUNCTIONS: Final = (DISPATCH, INJECT, HEAL, DRAIN, EFFECT, OUTCOME, ATTEMPT, PROBE, STATE, LOCK,
+                    LIFE)
 
 # The fields of values the checkers read, gathered by the loader (``History.field``).
 FIELDS: Final[Mapping[str, tuple[str, ...]]] = {

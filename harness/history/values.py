@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Literal, TypeAlias
 
 from harness.contract import FailureReason, JobState, OutcomeStatus, TerminalStatus
-from harness.history.ops import ATTEMPT, EFFECT, JSON, LOCK, OUTCOME, PROBE, STATE, JobId
+from harness.history.ops import ATTEMPT, EFFECT, JSON, LIFE, LOCK, OUTCOME, PROBE, STATE, JobId
 
 EffectKind: TypeAlias = Literal["db_write", "email"]
 
@@ -28,6 +28,7 @@ __all__ = [
     "probe_status",
     "reported_outcome",
     "sink_message",
+    "worker_life",
 ]
 
 
@@ -110,3 +111,11 @@ def lock_held(key: str, *, ttl: float | None, job: JobId | None = None,
     value = _clean(key=key, job=job, holder=holder, age=age)
     value["ttl"] = ttl
     return Observation(LOCK, value)
+
+
+def worker_life(worker: str, *, at: float, pid: int | None = None, ended: float | None = None,
+                code: int | None = None) -> Observation:
+    """One process of ``worker``, as the harness saw it: started ``at``, exited ``ended`` with
+    ``code`` (negative: killed by that signal); no ``ended``: still running when observed. A
+    restarted worker has one life per process."""
+    return Observation(LIFE, _clean(worker=worker, pid=pid, at=at, ended=ended, code=code))

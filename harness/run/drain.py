@@ -96,7 +96,8 @@ def probe_of(world: World, policy: RunPolicy) -> Callable[[], ProbeState] | None
 
 
 def observe(recorder: h.Recorder, world: World, policy: RunPolicy) -> None:
-    """Append the table rows, the sink's messages and the probe's answer to the history."""
+    """Append the table rows, the sink's messages, the probe's answer and the workers' lives
+    to the history."""
     recorder.observe(*collectors.table_observations(
         collectors.read_tables(world.direct.database_url)))
     if world.sink is not None:
@@ -109,3 +110,5 @@ def observe(recorder: h.Recorder, world: World, policy: RunPolicy) -> None:
         except RuntimeError as exc:
             reason = str(exc)
     recorder.observe(*collectors.probe_observations(state, reason))
+    if world.pool is not None:
+        recorder.observe(*collectors.life_observations(world.pool.workers))

@@ -16,8 +16,6 @@ from harness.run.workload import Workload
 from harness.run.world import World
 from harness.services.base import log_tail
 
-CONSUME_BOUND_MIN = 3.0  # seconds; the bound is this or two leases, whichever is longer
-
 
 class WorkerNotConsumingError(SessionError):
     """No worker took any job long after jobs were dispatched (every later test would wait
@@ -36,7 +34,8 @@ class Watchdog:
         self.consumed = False
 
     def bound(self) -> float:
-        return max(CONSUME_BOUND_MIN, 2 * self.policy().lease)
+        """The checkers' bound on a live worker leaving ready work waiting."""
+        return self.policy().for_checkers().consume_bound_s
 
     def check(self) -> None:
         self.world.check_workers()

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -49,8 +50,19 @@ class FirstWorkerStartError(WorkerStartError, WorkerCommandError):
     command works: the command (or its settings) is wrong, every scenario would repeat it."""
 
 
+@dataclass
+class Life:
+    """One process of a worker: Unix times of its start and (once seen) its exit."""
+
+    pid: int
+    started: float
+    ended: float | None = None
+    code: int | None = None  # negative: killed by that signal
+
+
 class WorkerProcess:
-    """One worker process: start, signal, kill, restart; its output goes to a log file."""
+    """One worker process: start, signal, kill, restart; its output goes to a log file. Its
+    :attr:`lives` say when each of its processes started and exited (for the history)."""
 
     def __init__(self, worker_id: str, argv: Sequence[str], env: Mapping[str, str],
                  log_path: Path) -> None:
@@ -61,6 +73,7 @@ class WorkerProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.started_at = 0.0
+        self.lives: list[Life] = []
 
     def start(self) -> Self:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,6 +87,7 @@ class WorkerProcess:
             ) from None
         self.starts += 1
         self.started_at = time.monotonic()
+        self.lives.append(Life(self.process.pid, time.time()))
         return self
 
     @property
@@ -82,14 +96,24 @@ class WorkerProcess:
 
     def running(self) -> bool:
         global _proven
-        alive = self.process is not None and self.process.poll() is None
+        alive = self.process is not None and self._poll() is None
         if alive and not _proven and time.monotonic() - self.started_at >= PROVEN_AFTER:
             _proven = True
         return alive
 
     @property
     def returncode(self) -> int | None:
-        return self.process.poll() if self.process else None
+        return self._poll() if self.process else None
+
+    def _poll(self) -> int | None:
+        """The exit code, or None while running; the first time it is seen, the exit is
+        stamped on the current life (as exact as the harness's polling: every 20 ms while a
+        nemesis or a drain runs)."""
+        assert self.process is not None
+        code = self.process.poll()
+        if code is not None and self.lives and self.lives[-1].ended is None:
+            self.lives[-1].ended, self.lives[-1].code = time.time(), code
+        return code
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the worker process itself (not its job children)."""
@@ -100,6 +124,7 @@ class WorkerProcess:
         """SIGKILL the worker and everything in its process group, as a crash would."""
         if self.process is not None:
             procs.terminate(self.process, signal.SIGKILL, timeout=5)
+            self._poll()
 
     def job_processes(self) -> list[psutil.Process]:
         """The worker's descendants: the processes running its jobs (none for a worker that
@@ -139,11 +164,16 @@ class WorkerProcess:
             self.signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(grace)
-        return procs.terminate(self.process, signal.SIGKILL, timeout=5)
+        self._poll()
+        code = procs.terminate(self.process, signal.SIGKILL, timeout=5)
+        self._poll()
+        return code
 
     def wait(self, timeout: float) -> int:
         assert self.process is not None
-        return self.process.wait(timeout)
+        code = self.process.wait(timeout)
+        self._poll()
+        return code
 
     def restart(self) -> Self:
         """Kill what is left of the old process and start a new one (a supervisor's restart)."""

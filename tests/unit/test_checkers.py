@@ -75,6 +75,8 @@ def test_a_correct_run_is_valid_in_every_checker() -> None:
         "retries": CheckResult("retries", V, (), retry_counts(
             attempts=3, retried_jobs=1, retry_gaps_judged=1)),
         "locks": CheckResult("locks", V, (), {"locks_held": 0, "lock_leaked": 0}),
+        "workers": CheckResult("workers", V, (), {"workers": 0, "stalled": 0,
+                                                  "dropped_on_shutdown": 0, "slow_shutdown": 0}),
     }
     composed = check(h, POLICY)
     assert composed.validity is V
@@ -469,7 +471,8 @@ def test_policy_for_a_worker_configured_by_the_contract() -> None:
                   lock_ttl=3.0)
     p = Policy.for_worker(knobs, jitter=BACKOFF_JITTER, sample_limit=3)
     assert p == Policy(max_tries=4, backoff=Backoff(base=0.1, cap=0.8, jitter=0.1),
-                       job_timeout=1.0, lease=1.5, lock_bound=3.0, sample_limit=3)
+                       job_timeout=1.0, lease=1.5, lock_bound=3.0, sample_limit=3,
+                       shutdown_grace=3.0)
     assert [p.backoff.delay(n) for n in (1, 2, 3, 4, 5)] == [
         knobs.backoff(n) for n in (1, 2, 3, 4, 5)]
 
