@@ -39,6 +39,8 @@ EXPECTED: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "lease_shorter_than_timeout": (("test_lease.py",), ("duplicated",)),
     "no_dedupe": (("test_duplicate_dispatch.py::test_same_id_dispatched_twice_concurrently",),
                   ("duplicated",)),
+    "reclaim_not_counted": (("test_crash_loops.py::test_a_job_that_kills_its_worker_is_dead_"
+                             "lettered_after_max_tries",), ("retry_bound",)),
 }
 
 

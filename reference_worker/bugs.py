@@ -30,6 +30,8 @@ BUGS: Final[Mapping[str, str]] = MappingProxyType({
     "lease_shorter_than_timeout": "lease = job_timeout / 2 and no heartbeat: a running job is "
                                   "handed to a second worker",
     "no_dedupe": "run a duplicate dispatch of a job id again",
+    "reclaim_not_counted": "a job reclaimed from a dead worker is retried without counting that "
+                           "attempt: a job that kills its worker is retried forever",
 })
 
 
