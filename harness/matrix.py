@@ -42,6 +42,8 @@ EXPECTED: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "shutdown_drops_job": (("test_graceful_shutdown.py",), ("dropped_on_shutdown",)),
     "shutdown_ignores_grace": (("test_graceful_shutdown.py::test_sigterm_mid_job"
                                 "[grace-shorter-than-job]",), ("slow_shutdown",)),
+    "reclaim_not_counted": (("test_crash_loops.py::test_a_job_that_kills_its_worker_is_dead_"
+                             "lettered_after_max_tries",), ("retry_bound",)),
 }
 
 

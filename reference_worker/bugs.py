@@ -35,6 +35,8 @@ BUGS: Final[Mapping[str, str]] = MappingProxyType({
     "shutdown_drops_job": "no SIGTERM handler: the worker dies at once with the job in hand",
     "shutdown_ignores_grace": "a warm shutdown waits for the job in flight however long it "
                               "takes, past the shutdown grace",
+    "reclaim_not_counted": "a job reclaimed from a dead worker is retried without counting that "
+                           "attempt: a job that kills its worker is retried forever",
 })
 
 

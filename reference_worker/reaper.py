@@ -40,6 +40,12 @@ class Reaper:
             failure = retries.failed(self.policy, attempt, "lease_lost",
                                      f"lease of {owner} expired; reclaimed by {self.worker}",
                                      self.bugs)
+            if self.bugs.on("reclaim_not_counted"):
+                # Origin: Sidekiq Pro's super_fetch pushed the jobs of a crashed process back
+                # to the queue without counting the crash, so a job that crashes its process
+                # ran again and again (sidekiq/sidekiq#3400) until recoveries were counted,
+                # 3 in 72 hours, then dead (sidekiq/sidekiq#4633).
+                failure = ledger.Outcome("retrying", failure.reason, failure.detail)
 
             def record(conn: psycopg.Connection[Any], job: str = lease.job_id, n: int = attempt,
                        worker: str = owner, outcome: ledger.Outcome = failure) -> ledger.Outcome:

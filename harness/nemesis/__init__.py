@@ -14,6 +14,7 @@ from harness.nemesis.events import (
     after,
     dispatch,
     kill,
+    kill_host,
     kill_job,
     link_fault,
     pause,
@@ -25,5 +26,5 @@ from harness.nemesis.events import (
 )
 
 __all__ = ["BUSY", "KINDS", "LINK_FAULTS", "NOW", "Event", "Plan", "PlanError", "Trigger",
-           "after", "dispatch", "kill", "kill_job", "link_fault", "pause", "plan", "redispatch",
-           "restart", "restart_server", "signal"]
+           "after", "dispatch", "kill", "kill_host", "kill_job", "link_fault", "pause", "plan",
+           "redispatch", "restart", "restart_server", "signal"]

@@ -22,7 +22,12 @@ Kinds:
   start, e.g. work sent after a heal) and ``redispatch`` (the same job sent again: a producer
   retry, a scheduler firing twice); ``params`` ``through_proxy`` and ``timeout``;
 - ``restart_server``, ``target`` ``redis`` or ``postgres``: the server is stopped and started
-  again on the same port after ``duration``.
+  again on the same port after ``duration``;
+- ``kill_host``, ``target`` a job id: a job that crashes whatever runs it (an in-process worker
+  with no fork, an OOM of the whole container). From its trigger on, each time an attempt of
+  the job starts, the worker running it is SIGKILLed (one inject and heal per kill, with that
+  attempt in flight) and restarted ``duration`` s later; it stops once the job has a terminal
+  outcome (or after :func:`harness.nemesis.crashloop.bound` seconds).
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ LINK_FAULTS: Final = ("down", "latency", "blackhole", "reset_peer", "idle_close"
                       "slice")
 JOB_EVENTS: Final = ("dispatch", "redispatch")
 SERVER_FAULTS: Final = ("restart_server",)
-KINDS: Final = (*WORKER_FAULTS, *LINK_FAULTS, *JOB_EVENTS, *SERVER_FAULTS)
+JOB_FAULTS: Final = ("kill_host",)
+KINDS: Final = (*WORKER_FAULTS, *LINK_FAULTS, *JOB_EVENTS, *SERVER_FAULTS, *JOB_FAULTS)
 LINKS: Final = ("redis", "postgres", "smtp")
 SERVERS: Final = ("redis", "postgres")
 BUSY: Final = "busy"
@@ -104,6 +110,8 @@ class Event:
             raise PlanError(f"{self.kind}: target must be one of {', '.join(LINKS)}")
         if self.kind in SERVER_FAULTS and self.target not in SERVERS:
             raise PlanError(f"{self.kind}: target must be one of {', '.join(SERVERS)}")
+        if self.kind in JOB_FAULTS and not isinstance(self.target, str):
+            raise PlanError(f"{self.kind}: target must be a job id, not {self.target!r}")
         if self.duration < 0:
             raise PlanError(f"{self.kind}: duration must be >= 0, not {self.duration}")
 
@@ -113,10 +121,14 @@ class Event:
                           " to worker",
                 "pause": "SIGSTOP worker", "restart": "restart worker",
                 "dispatch": "dispatch job", "redispatch": "re-dispatch job",
-                "restart_server": "restart server"}.get(self.kind, f"{self.kind} on link")
+                "restart_server": "restart server",
+                "kill_host": "SIGKILL the worker at each attempt of job",
+                }.get(self.kind, f"{self.kind} on link")
         args = "".join(f" {k}={v}" for k, v in sorted(self.params.items())
                        if self.kind not in ("signal",))
         lasting = f" for {self.duration:.2f}s" if self.duration else ""
+        if self.kind in JOB_FAULTS:
+            lasting = f", restarted after {self.duration:.2f}s" if self.duration else ""
         return f"{self.when.describe()}: {what} {self.target}{args}{lasting}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -208,6 +220,12 @@ def restart_server(server: str, when: Trigger = NOW, *, down: float = 0.0) -> Ev
     return Event("restart_server", server, when, down)
 
 
+def kill_host(job_id: str, when: Trigger = NOW, *, down: float = 0.0) -> Event:
+    """A job that crashes its host: SIGKILL the worker running ``job_id`` each time one of its
+    attempts starts (until the job is terminal), restarting it ``down`` seconds later."""
+    return Event("kill_host", job_id, when, down)
+
+
 # -- the plan ---------------------------------------------------------------------------------
 
 
@@ -229,7 +247,7 @@ class Plan:
                     0 <= e.target < self.workers):
                 raise PlanError(f"{e.kind}: worker {e.target} does not exist (the plan has "
                                 f"{self.workers} workers, 0..{self.workers - 1})")
-            if e.kind in JOB_EVENTS and e.target not in ids:
+            if (e.kind in JOB_EVENTS or e.kind in JOB_FAULTS) and e.target not in ids:
                 raise PlanError(f"{e.kind}: job {e.target!r} is not one of the plan's jobs")
 
     @property
@@ -275,7 +293,8 @@ class Plan:
         kept = set(keep)
         return replace(self, jobs=tuple(j for j in self.jobs if j.id in kept),
                        events=tuple(e for e in self.events
-                                    if e.kind not in JOB_EVENTS or e.target in kept))
+                                    if e.kind not in (*JOB_EVENTS, *JOB_FAULTS)
+                                    or e.target in kept))
 
 
 def _job_dict(j: Job) -> dict[str, Any]:

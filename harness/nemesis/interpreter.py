@@ -3,7 +3,9 @@
 It waits for each event's trigger, applies the event to the run's world, and heals it when
 its time comes; every fault is recorded as an ``inject`` and a ``heal`` op under one fault id,
 with the attempts that were in flight when it struck (``params.inflight``). Healing always
-runs: at its due time on the normal path, at once when the run errors.
+runs: at its due time on the normal path, at once when the run errors. A ``kill_host`` event is
+a watch (:mod:`harness.nemesis.crashloop`) that strikes on every attempt of its job until the
+job is terminal; the plan is performed once every watch has ended and every fault is healed.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.history import Recorder
-from harness.nemesis.events import BUSY, LINK_FAULTS, Event, Plan, PlanError, Trigger
+from harness.nemesis.crashloop import Attempt, CrashLoop, bound
+from harness.nemesis.events import BUSY, JOB_FAULTS, LINK_FAULTS, Event, Plan, PlanError, Trigger
 from harness.run.gauges import Gauges
 from harness.run.policy import RunPolicy
 from harness.run.workload import Workload
@@ -67,6 +70,7 @@ class Nemesis:
         self.kills = 0  # worker kills, each leaving recovery to a lease expiry
         self._ids = itertools.count(1)
         self._strikes: list[Strike] = []
+        self._loops: list[CrashLoop] = []  # kill_host watches, until their job is terminal
 
     # -- the loop ----------------------------------------------------------------------------
     def perform(self, plan: Plan) -> None:
@@ -77,15 +81,18 @@ class Nemesis:
             for event in plan.events:
                 self._await(event.when, start)
                 self._apply(event, plan)
-            while self._strikes:
+            while self._strikes or self._loops:
+                if self._loops:
+                    self.watch()
                 self._heal_due()
-                if self._strikes:
+                if self._strikes or self._loops:
                     time.sleep(POLL)
         finally:
             self.heal_all()
 
     def heal_all(self) -> None:
         """Heal every fault still in place now (errors are suppressed: this is cleanup)."""
+        self._loops.clear()
         while self._strikes:
             strike = self._strikes.pop(0)
             with contextlib.suppress(Exception):
@@ -125,11 +132,17 @@ class Nemesis:
             self._strikes.remove(strike)
             ready = strike.ready is None or strike.ready()
             self._heal(strike, strike.undo if ready or strike.expire is None else strike.expire)
+        self._crash_loops()
 
     # -- applying events ---------------------------------------------------------------------
     def _apply(self, event: Event, plan: Plan) -> None:
         if event.kind == "dispatch":
             self.workload.dispatch(plan.job(str(event.target)), **_dispatch_args(event))
+            return
+        if event.kind in JOB_FAULTS:  # a watch: each kill is recorded under its own id
+            limit = bound(self.policy(), event.duration)
+            self._loops.append(CrashLoop(event, time.monotonic() + limit))
+            self._crash_loops()
             return
         fault_id = f"{event.kind}-{next(self._ids)}"
         if event.kind in LINK_FAULTS:
@@ -140,6 +153,7 @@ class Nemesis:
             self._record("heal", fault_id, event, str(event.target), {})
         elif event.kind == "restart_server":
             self._restart_server(fault_id, event)
+
         else:
             self._worker_fault(fault_id, event)
 
@@ -231,6 +245,40 @@ class Nemesis:
 
             self._strikes.append(Strike(fault_id, event, w.worker_id, now + bound, restart,
                                         ready=lambda: not w.running(), expire=expire))
+
+    def _crash_loops(self) -> None:
+        """Strike every attempt that a ``kill_host`` watch says is due; end finished watches."""
+        for loop in list(self._loops):
+            try:
+                due = loop.due(self.gauges, self.world.started(),
+                               lambda worker: self.world.workers[
+                                   self.world.index_of(worker)].running())
+            except KeyError:  # a worker id not in the pool: said once, by index_of
+                raise
+            except Exception:  # a restarting server: look again
+                continue
+            if due is None:
+                self._loops.remove(loop)
+            for attempt in due or ():
+                self._kill_host(loop, attempt)
+
+    def _kill_host(self, loop: CrashLoop, attempt: Attempt) -> None:
+        index = self.world.index_of(attempt.worker)
+        w = self.world.workers[index]
+        fault_id = f"{loop.event.kind}-{next(self._ids)}"
+        self._record("inject", fault_id, loop.event, w.worker_id,
+                     {"pid": w.pid, "signal": "SIGKILL", "inflight": [attempt.as_inflight()]})
+        self.world.struck.add(w.worker_id)
+        w.kill()
+        self.kills += 1
+        loop.struck.add((attempt.attempt, attempt.worker))
+
+        def restart() -> Mapping[str, Any]:
+            self.world.restart(index)
+            return {"restarted": True, "pid": w.pid}
+
+        self._strikes.append(Strike(fault_id, loop.event, w.worker_id,
+                                    time.monotonic() + loop.event.duration, restart))
 
     def _worker_index(self, target: int | str) -> int:
         if isinstance(target, int):

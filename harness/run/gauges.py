@@ -79,6 +79,16 @@ class Gauges:
         return [{"job": j, "attempt": a, "worker": w} for j, a, w, _ in self._sql(INFLIGHT_SQL)
                 if worker is None or w == worker]
 
+    def attempts_of(self, job_id: str) -> list[tuple[int, str, float, bool]]:
+        """Each attempt of ``job_id`` in order: (attempt, worker, Unix start time, ended: it
+        has an outcome row)."""
+        rows = self._sql(
+            "SELECT a.attempt, a.worker, extract(epoch FROM a.started_at)::float8, "
+            "EXISTS (SELECT 1 FROM chaos_outcomes o WHERE o.job_id = a.job_id "
+            "AND o.attempt = a.attempt AND o.worker = a.worker) "
+            "FROM chaos_attempts a WHERE a.job_id = %s ORDER BY a.id", (job_id,))
+        return [(int(n), str(w), float(at), bool(ended)) for n, w, at, ended in rows]
+
     def running_on_live_workers(self, started: Mapping[str, float]) -> int:
         """Attempts without an outcome that began after their worker's current process
         started (``started``: worker id -> its Unix start time): work really in progress, as

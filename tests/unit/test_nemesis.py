@@ -16,6 +16,7 @@ from harness.nemesis import (
     after,
     dispatch,
     kill,
+    kill_host,
     link_fault,
     pause,
     plan,
@@ -41,7 +42,8 @@ def every_kind() -> Plan:
                 dispatch("b", after(at=1.0), through_proxy=True, timeout=0.2),
                 redispatch("a"),
                 restart_server("redis", down=0.2),
-                Event("kill_job", "busy"))
+                Event("kill_job", "busy"),
+                kill_host("a", after(attempts=1), down=0.2))
 
 
 def test_a_plan_of_every_kind_round_trips_through_json():
@@ -52,6 +54,8 @@ def test_a_plan_of_every_kind_round_trips_through_json():
     assert "after 2 effects +0.05s: SIGKILL worker busy for 0.10s" in text
     assert "t+0.50s: SIGSTOP worker 0 for 0.40s" in text
     assert "after 1 jobs finished: latency on link redis ms=200 for 1.00s" in text
+    assert ("after 1 attempts: SIGKILL the worker at each attempt of job a, restarted after "
+            "0.20s") in text
 
 
 @pytest.mark.parametrize("make, message", [
@@ -62,6 +66,8 @@ def test_a_plan_of_every_kind_round_trips_through_json():
     (lambda: Event("pause", 0, duration=-1), "duration must be >= 0"),
     (lambda: plan(2, JOBS, kill(2)), "worker 2 does not exist"),
     (lambda: plan(2, JOBS, redispatch("zz")), "job 'zz' is not one of the plan's jobs"),
+    (lambda: plan(2, JOBS, kill_host("zz")), "kill_host: job 'zz' is not one of the plan's jobs"),
+    (lambda: Event("kill_host", 0), "kill_host: target must be a job id"),
     (lambda: plan(0, JOBS), "at least one worker"),
     (lambda: link_fault("melt", "redis", seconds=1), "unknown link fault 'melt'"),
     (lambda: Plan.from_dict({"workers": 1, "jobs": []} | {"events": [{"kind": "kill"}]}),
@@ -76,10 +82,11 @@ def test_bad_plans_name_what_is_wrong(make, message):
 
 
 def test_dropping_jobs_drops_the_events_that_name_them():
-    p = plan(1, JOBS, redispatch("a"), redispatch("b"), kill(0))
+    p = plan(1, JOBS, redispatch("a"), redispatch("b"), kill(0), kill_host("a"), kill_host("b"))
     smaller = p.with_jobs({"b"})
     assert [j.id for j in smaller.jobs] == ["b"]
-    assert [e.target for e in smaller.events] == ["b", 0]
+    assert [(e.kind, e.target) for e in smaller.events] == [
+        ("redispatch", "b"), ("kill", 0), ("kill_host", "b")]
     assert p.without_event(0).events == p.events[1:]
 
 
@@ -117,3 +124,12 @@ def test_one_policy_for_workers_and_checkers():
     assert type(tuned).from_dict(tuned.to_dict()) == tuned
     with pytest.raises(TypeError, match="unknown policy field"):
         SCENARIO_POLICY.tuned(lease_seconds=1)
+
+
+def test_a_crash_loop_is_bounded_by_the_policy():
+    from harness.nemesis.crashloop import bound
+
+    p = SCENARIO_POLICY.tuned(lease=0.8)
+    # The drain deadline, and for every allowed try a lease to expire and a restart.
+    assert bound(p, 0.2) == pytest.approx(p.for_checkers().drain_deadline_s + 3 * (0.8 + 0.2))
+    assert bound(p, 0.2) < bound(p, 1.0)
