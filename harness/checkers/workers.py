@@ -93,7 +93,8 @@ def _shutdowns(out: Findings, h: History, policy: Policy, lives: Sequence[int],
         life = _life_at(h, lives, worker, t)
         exited = h.values[life].get("ended") if life is not None else None
         struck_after = [s for s in spans if s is not stop and s.target == worker
-                        and s.kind in ("kill", "pause") and t <= s.start <= (exited or INF)]
+                        and s.kind in ("kill", "kill_host", "pause")
+                        and t <= s.start <= (exited or INF)]
         for a in attempts:
             if a.worker != worker or a.at > t or (a.ended is not None and a.ended < t):
                 continue
