@@ -30,6 +30,9 @@ BUGS: Final[Mapping[str, str]] = MappingProxyType({
     "lease_shorter_than_timeout": "lease = job_timeout / 2 and no heartbeat: a running job is "
                                   "handed to a second worker",
     "no_dedupe": "run a duplicate dispatch of a job id again",
+    "zombie_worker": "back from a pause or a cut, record the outcome and settle without "
+                     "checking the lease is still ours: a job another worker reran is completed "
+                     "twice, or a finished job is put back on the queue",
 })
 
 
