@@ -39,6 +39,7 @@ EXPECTED: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "lease_shorter_than_timeout": (("test_lease.py",), ("duplicated",)),
     "no_dedupe": (("test_duplicate_dispatch.py::test_same_id_dispatched_twice_concurrently",),
                   ("duplicated",)),
+    "zombie_worker": (("test_worker_cut_off.py", "test_pause.py"), ("duplicated", "regressed")),
 }
 
 
