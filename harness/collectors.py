@@ -55,16 +55,16 @@ def read_tables(database_url: str) -> TableRows:
 
 
 def table_observations(rows: TableRows) -> list[h.Observation]:
-    """Effect rows, terminal outcomes (``completed``, ``dead``), and attempts (with the
-    status and reason of the outcome row that ended each, when one did)."""
+    """Effect rows, every outcome row (``completed``, ``retrying``, ``dead``: a row written
+    after a completion must show), and attempts (with the status and reason of the outcome
+    row that ended each, when one did)."""
     obs: list[h.Observation] = [h.effect_row(job, step, ref=row_id, at=at)
                                 for job, step, row_id, at in rows.effects]
     ended: dict[tuple[str, int, str], tuple[float, OutcomeStatus, FailureReason | None]] = {}
     for job, attempt, worker, status, reason, at in rows.outcomes:
         ended.setdefault((job, attempt, worker), (at, status, reason))
-        if status == "completed" or status == "dead":
-            obs.append(h.reported_outcome(job, status, reason=reason, attempt=attempt,
-                                          worker=worker, at=at))
+        obs.append(h.reported_outcome(job, status, reason=reason, attempt=attempt,
+                                      worker=worker, at=at))
     for job, attempt, worker, started in rows.attempts:
         end = ended.get((job, attempt, worker))
         obs.append(h.attempt_record(job, at=started, attempt=attempt, worker=worker,

@@ -44,6 +44,7 @@ EXPECTED: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                                 "[grace-shorter-than-job]",), ("slow_shutdown",)),
     "reclaim_not_counted": (("test_crash_loops.py::test_a_job_that_kills_its_worker_is_dead_"
                              "lettered_after_max_tries",), ("retry_bound",)),
+    "zombie_worker": (("test_worker_cut_off.py", "test_pause.py"), ("duplicated", "regressed")),
 }
 
 

@@ -287,7 +287,8 @@ def jobchaos_runs(
         pytest.skip(str(exc))
     builder = RunBuilder(
         test=request.node.nodeid, stack=jobchaos_stack,
-        links=request.getfixturevalue("jobchaos_fault_links"), namespace=jobchaos_namespace,
+        links=request.getfixturevalue("jobchaos_fault_links"),
+        worker_links=request.getfixturevalue("jobchaos_worker_links"), namespace=jobchaos_namespace,
         artifacts=jobchaos_artifacts, worker=_worker_spec(jobchaos_config), seed=jobchaos_seed,
         replay=request.config.stash.get(REPLAY_KEY, None),
         reproduce=_reproduce(jobchaos_config, jobchaos_seed), shrink=jobchaos_config.shrink)

@@ -37,6 +37,9 @@ BUGS: Final[Mapping[str, str]] = MappingProxyType({
                               "takes, past the shutdown grace",
     "reclaim_not_counted": "a job reclaimed from a dead worker is retried without counting that "
                            "attempt: a job that kills its worker is retried forever",
+    "zombie_worker": "back from a pause or a cut, record the outcome and settle without "
+                     "checking the lease is still ours: a job another worker reran is completed "
+                     "twice, or a finished job is put back on the queue",
 })
 
 

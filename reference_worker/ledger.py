@@ -71,6 +71,12 @@ SELECT status, reason FROM reference_worker_attempts
 WHERE job_id = %(job)s AND attempt = %(attempt)s AND status IS NOT NULL
 """
 
+# The zombie_worker bug switch: the outcome row written whatever the ledger says.
+END_UNFENCED = """
+INSERT INTO chaos_outcomes (job_id, attempt, worker, status, reason, detail)
+VALUES (%(job)s, %(attempt)s, %(worker)s, %(status)s, %(reason)s, %(detail)s)
+"""
+
 ENDED = "SELECT status, reason FROM reference_worker_attempts WHERE job_id = %s AND attempt = %s"
 
 EFFECT_ONCE = """
@@ -142,6 +148,16 @@ def end_attempt(conn: psycopg.Connection[Any], job: str, attempt: int, worker: s
     if row[0] == outcome.status and row[1] == outcome.reason:
         return outcome
     return Outcome(row[0], row[1], "recorded earlier")
+
+
+def end_attempt_unfenced(conn: psycopg.Connection[Any], job: str, attempt: int, worker: str,
+                         outcome: Outcome) -> Outcome:
+    """Write ``outcome``'s row without asking whether the attempt already ended (wrong: only
+    the ``zombie_worker`` bug switch calls it)."""
+    conn.execute(END_UNFENCED, {"job": job, "attempt": attempt, "worker": worker,
+                                "status": outcome.status, "reason": outcome.reason,
+                                "detail": outcome.detail})
+    return outcome
 
 
 def write_effect(conn: psycopg.Connection[Any], job: str, step: int, attempt: int, worker: str,

@@ -112,11 +112,12 @@ class Registry:
 
     def settle(self, job_id: str, token: str, disposition: Disposition, *, payload: str,
                attempt: int, delay: float = 0.0, dead: dict[str, Any] | None = None,
-               lock_key: str = "", lock_holder: str = "") -> bool:
-        """End an attempt's hold on its job; False if that attempt no longer owns it."""
+               lock_key: str = "", lock_holder: str = "", force: bool = False) -> bool:
+        """End an attempt's hold on its job; False if that attempt no longer owns it
+        (``force``: whoever owns it, as only a broken worker would)."""
         reply = self._settle(self._keys, [
             job_id, token, disposition, payload, attempt, _ms(delay),
-            json.dumps(dead or {}), lock_key, lock_holder,
+            json.dumps(dead or {}), lock_key, lock_holder, "1" if force else "0",
         ])
         return _text(reply) == "ok"
 

@@ -122,12 +122,13 @@ return result
 # attempt that owns the lease may do it (or anyone, for a job Redis has forgotten). The
 # uniqueness lock is released only if this attempt holds it.
 # ARGV: id, token, disposition (done|retry|dead), payload, attempt, delay_ms, dead_json,
-#       lock_key ('' none), lock_holder
+#       lock_key ('' none), lock_holder, force ('1': skip the ownership check; only the
+#       zombie_worker bug switch sets it)
 # -> 'ok' | 'not_owner'
 SETTLE: Final = _HEADER + """
 local id, token, disposition = ARGV[1], ARGV[2], ARGV[3]
 local owner = redis.call('HGET', owners, id)
-if owner ~= token and (owner or redis.call('HEXISTS', state, id) == 1) then
+if ARGV[10] ~= '1' and owner ~= token and (owner or redis.call('HEXISTS', state, id) == 1) then
   return 'not_owner'
 end
 redis.call('ZREM', leases, id)

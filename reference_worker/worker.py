@@ -76,6 +76,14 @@ class Worker:
             # Origin: Laravel ShouldBeUnique with $uniqueFor = 0 and WithoutOverlapping without
             # expireAfter: a worker that dies mid-job keeps the lock forever (background/002).
             self.lock_ttl = None
+        self.fenced = True  # an attempt records and settles only while it owns its lease
+        if bugs.on("zombie_worker"):
+            # Origin: the paused lease holder (Kleppmann, "How to do distributed locking",
+            # 2016: a client stalled by a GC pause past its lease writes anyway, with no fencing
+            # token; HBase region servers hit it), and queue consumers that finish a message
+            # after its visibility timeout (SQS) or lease (Redis reliable queues) handed it to
+            # another worker: the late result is written and acknowledged regardless.
+            self.fenced = False
         self.registry = Registry(registry.connect(conn.redis_url, self.io_timeout), conn.queue,
                                  worker_id)
         self.db = postgres_link(conn.database_url, self.io_timeout)
@@ -263,9 +271,9 @@ class Worker:
                              stop=lambda: self.shutdown.requested or self._interrupt() is not None)
 
     def _record(self, job: Fetched, outcome: Outcome) -> Outcome:
+        end = ledger.end_attempt if self.fenced else ledger.end_attempt_unfenced
         return self._persist(f"{job.job_id}: record outcome of attempt {job.attempt}",
-                             lambda c: ledger.end_attempt(c, job.job_id, job.attempt,
-                                                          self.worker_id, outcome),
+                             lambda c: end(c, job.job_id, job.attempt, self.worker_id, outcome),
                              stop=self.shutdown.bookkeeping_over)
 
     def _finish(self, job: Fetched, outcome: Outcome) -> None:
@@ -286,14 +294,15 @@ class Worker:
                 delay=retries.delay(self.policy, job.attempt, self.bugs),
                 dead={"reason": stands.reason, "detail": stands.detail, "attempt": job.attempt,
                       "payload": job.payload},
-                lock_key=job.lock_key, lock_holder=job.lock_holder),
+                lock_key=job.lock_key, lock_holder=job.lock_holder, force=not self.fenced),
             stop=self.shutdown.bookkeeping_over, sleep=self._pause)
 
     def _persist(self, what: str, operation: Callable[[Any], R], stop: Callable[[], bool]) -> R:
         return persist(what, lambda: self.db.run(operation), stop=stop, sleep=self._pause)
 
     def _interrupt(self) -> str | None:
-        return self.heartbeat.lost() or self.shutdown.interrupt_reason()
+        lost = self.heartbeat.lost() if self.fenced else None
+        return lost or self.shutdown.interrupt_reason()
 
     # -- waiting ------------------------------------------------------------------------
     def _wake(self) -> None:

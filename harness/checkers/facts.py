@@ -19,7 +19,7 @@ from typing import Any
 
 from harness.checkers.dispatch import DispatchFacts
 from harness.checkers.jobmaps import job_map, last_index, members, optional, required
-from harness.contract import TerminalStatus
+from harness.contract import OutcomeStatus
 from harness.history import (
     ATTEMPT,
     DISPATCH,
@@ -98,11 +98,12 @@ class Facts:
 
     @cached_property
     def outcome_ops(self) -> tuple[Sequence[int], array[int], list[str]]:
-        """(indices, codes, statuses) of the outcome ops."""
+        """(indices, codes, statuses) of the outcome ops: one per outcome row, ``retrying``
+        ones too (only ``completed`` and ``dead`` end a job)."""
         idx, codes = self.of(OUTCOME)
         return idx, codes, required(self.h.field(OUTCOME, "status"), "status")
 
-    def _status(self, status: TerminalStatus) -> tuple[Sequence[int], array[int]]:
+    def _status(self, status: OutcomeStatus) -> tuple[Sequence[int], array[int]]:
         """(indices, codes) of the outcomes with this status."""
         key = f"status-{status}"
         if key not in self.__dict__:
@@ -141,13 +142,21 @@ class Facts:
         return job_map(self.n, self.reported_dead)
 
     @cached_property
+    def retrying(self) -> tuple[Sequence[int], array[int]]:
+        """(indices, codes) of the ``retrying`` outcomes: attempts that ended, the job going on."""
+        return self._status("retrying")
+
+    @cached_property
     def outcome_counts(self) -> Counter[int] | None:
-        """Outcomes per job code, or None when no job has more than one (the usual case)."""
-        n_ops = len(self.outcome_ops[0])
-        if self.n_completed + len(self.reported_dead) == n_ops and not (
+        """Terminal outcomes per job code, or None when no job has more than one (the usual
+        case)."""
+        done, dead = self._status("completed")[1], self._status("dead")[1]
+        if self.n_completed + len(self.reported_dead) == len(done) + len(dead) and not (
                 self.completed_map & self.reported_dead_map):
             return None
-        return Counter(self.outcome_ops[1])
+        if len(done) + len(dead) == len(self.outcome_ops[0]):
+            return Counter(self.outcome_ops[1])
+        return Counter(done) + Counter(dead)
 
     def is_completed(self, c: int) -> bool:
         return self.completed[c] >= 0

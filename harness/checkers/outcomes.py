@@ -2,7 +2,9 @@
 
 Terminal facts about a job: outcome rows the worker reported (``completed``, or ``dead`` with
 a failure reason) and the probe's dead-letter entries. They must agree, must not be followed
-by more runs, and every job that died must be both reported ``dead`` and dead-lettered.
+by more runs or by any later outcome row (a ``retrying`` row after a completion: a reaper or a
+worker back from a pause put a finished job back), and every job that died must be both
+reported ``dead`` and dead-lettered.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ def check_outcomes(history: History, policy: Policy) -> CheckResult:
             out.add("regressed", c, f"reported {values[end]['status']}, then ran again",
                     [end, *later])
 
+    _completed_then_retrying(out, fx)
+
     # duplicated: the same terminal outcome reported more than once (the job ran twice).
     counts = fx.outcome_counts
     if counts is not None:
@@ -77,6 +81,31 @@ def check_outcomes(history: History, policy: Policy) -> CheckResult:
                         [died[c], *fx.probe[1][-1:]])
     return out.result(terminal_completed=fx.n_completed, terminal_dead=len(died),
                       terminal_dead_lettered=len(dead_lettered))
+
+
+def _completed_then_retrying(out: Findings, fx: Facts) -> None:
+    """regressed: a ``completed`` outcome followed by a ``retrying`` one of the same job (a
+    later ``dead`` is reported above, a later ``completed`` as duplicated)."""
+    idx, codes = fx.retrying
+    if not idx or not fx.completed_map & fx.map_of(codes):
+        return  # the usual case: no job both completed and retried
+    values = fx.h.values
+    suspects = fx.members(fx.completed_map & fx.map_of(codes))
+    for c, ops in fx.job_ops(OUTCOME, suspects, limit=1000).items():
+        done = [i for i in ops if values[i].get("status") == "completed"]
+        first = min(done, key=lambda i: (_at(fx, i), i))
+        later = [i for i in ops if values[i].get("status") == "retrying" and _first(fx, first, i)]
+        if later:
+            i = later[0]
+            v = values[i]
+            by = f" by {v['worker']}" if v.get("worker") else ""
+            out.add("regressed", c, f"reported completed, then retrying ({v.get('reason')}) "
+                    f"for attempt {v.get('attempt', '?')}{by}", [first, i])
+
+
+def _at(fx: Facts, i: int) -> float:
+    at = fx.h.values[i].get("at")
+    return float(at) if isinstance(at, int | float) else float("inf")
 
 
 def _tries_left(out: Findings, fx: Facts, policy: Policy) -> None:

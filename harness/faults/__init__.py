@@ -10,7 +10,7 @@ every inject and heal goes to the recorder (see `FaultRecorder`).
 """
 
 from .link import Fault, FaultLink, StreamChoice
-from .links import Faults, create_links, delete_links
+from .links import Faults, LinkPool, create_links, delete_links
 from .recorder import FaultRecorder, ListRecorder
 from .server import ServerChoice, toxiproxy_server
 
@@ -19,6 +19,7 @@ __all__ = [
     "FaultLink",
     "FaultRecorder",
     "Faults",
+    "LinkPool",
     "ListRecorder",
     "ServerChoice",
     "StreamChoice",

@@ -5,6 +5,8 @@
   `jobchaos_toxiproxy_url`) or `toxiproxy-server` is on PATH, else to the embedded server.
 - `faults` (function): one proxied link per service of `jobchaos_stack` (redis, postgres,
   smtp); every fault is healed, every toxic removed and every proxy enabled after the test.
+- `jobchaos_worker_links` (session): one set of links per worker of a scenario run
+  (`LinkPool`), grown and shrunk to each run's number of workers, deleted at the end.
 - `proxied_redis_url`, `proxied_database_url`: this test's URLs, through the links;
   `proxied_connections`: the plugin's `chaos_connections`, through the links.
 """
@@ -22,7 +24,7 @@ import pytest
 from harness.errors import FaultProxyError
 from harness.toxiproxy.client import ToxiproxyClient, ToxiproxyError
 
-from .links import Faults, create_links, delete_links
+from .links import Faults, LinkPool, create_links, delete_links
 from .server import ServerChoice, toxiproxy_server, url_from_env
 
 CHOICE_KEY = pytest.StashKey[ServerChoice]()
@@ -74,20 +76,28 @@ def toxiproxy(request: pytest.FixtureRequest) -> Iterator[ToxiproxyClient]:
         raise FaultProxyError(f"{type(exc).__name__}: {exc}") from None
 
 
-@pytest.fixture(scope="session")
-def jobchaos_fault_links(
-    request: pytest.FixtureRequest, toxiproxy: ToxiproxyClient
-) -> Iterator[Faults]:
-    """The session's proxies in front of `jobchaos_stack` (use `faults` in tests)."""
+def _upstreams(request: pytest.FixtureRequest) -> dict[str, str]:
     stack = request.getfixturevalue("jobchaos_stack")
     upstreams = {}
     for name in SERVICES:
         service = getattr(stack, name, None)
         if service is not None and getattr(service, "port", None):
             upstreams[name] = f"{service.host}:{service.port}"
-    prefix = f"jobchaos_{_worker_id(request.config)}_{os.getpid()}"
+    return upstreams
+
+
+def _prefix(request: pytest.FixtureRequest) -> str:
+    return f"jobchaos_{_worker_id(request.config)}_{os.getpid()}"
+
+
+@pytest.fixture(scope="session")
+def jobchaos_fault_links(
+    request: pytest.FixtureRequest, toxiproxy: ToxiproxyClient
+) -> Iterator[Faults]:
+    """The session's shared proxies in front of `jobchaos_stack`: the links of the harness's
+    own producer and of the `faults` fixture (use `faults` in tests)."""
     try:
-        links = create_links(toxiproxy, upstreams, prefix=prefix)
+        links = create_links(toxiproxy, _upstreams(request), prefix=_prefix(request))
     except ToxiproxyError as exc:
         raise FaultProxyError(f"creating the fault proxies failed: {exc}") from None
     try:
@@ -95,6 +105,20 @@ def jobchaos_fault_links(
     finally:
         with contextlib.suppress(ToxiproxyError):
             delete_links(links)
+
+
+@pytest.fixture(scope="session")
+def jobchaos_worker_links(
+    request: pytest.FixtureRequest, toxiproxy: ToxiproxyClient
+) -> Iterator[LinkPool]:
+    """The session's per-worker proxies (``{prefix}_w{n}_{service}``), created as runs need
+    them and deleted at the end of the session."""
+    pool = LinkPool(toxiproxy, _upstreams(request), prefix=_prefix(request))
+    try:
+        yield pool
+    finally:
+        with contextlib.suppress(ToxiproxyError):
+            pool.close()
 
 
 @pytest.fixture

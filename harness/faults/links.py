@@ -1,4 +1,6 @@
-"""The set of proxied links of one stack (redis, postgres, smtp) and how it is made."""
+"""The proxied links of one stack (redis, postgres, smtp) and how they are made: one set shared
+by the harness's own producer (``Faults``), and one set per worker (``LinkPool``), so a fault
+can strike one worker's link while the others keep theirs."""
 
 from __future__ import annotations
 
@@ -106,3 +108,63 @@ def create_links(
 def delete_links(faults: Faults) -> None:
     for link in faults:
         faults.client.delete_proxy(link.proxy_name, missing_ok=True)
+
+
+class LinkPool:
+    """One :class:`Faults` per worker: worker ``i`` (0-based) connects through proxies
+    ``{prefix}_w{i + 1}_{service}``. :meth:`ensure` grows or shrinks the pool to a run's
+    number of workers; :meth:`close` deletes every proxy it made."""
+
+    def __init__(self, client: ToxiproxyClient, upstreams: Mapping[str, str], *,
+                 prefix: str = "jobchaos", listen_host: str = "127.0.0.1") -> None:
+        self.client = client
+        self.upstreams = dict(upstreams)
+        self.prefix = prefix
+        self.listen_host = listen_host
+        self._sets: list[Faults] = []
+
+    def __len__(self) -> int:
+        return len(self._sets)
+
+    def __getitem__(self, worker: int) -> Faults:
+        return self._sets[worker]
+
+    def __iter__(self) -> Iterator[Faults]:
+        return iter(self._sets)
+
+    def ensure(self, workers: int) -> list[Faults]:
+        """Exactly ``workers`` link sets: the missing ones created (one populate request),
+        the surplus ones deleted; the kept ones are reused as they are."""
+        for extra in self._sets[workers:]:
+            delete_links(extra)
+        del self._sets[workers:]
+        missing = range(len(self._sets), workers)
+        if missing:
+            specs = [{"name": self._name(i, svc), "listen": f"{self.listen_host}:0",
+                      "upstream": upstream}
+                     for i in missing for svc, upstream in self.upstreams.items()]
+            for spec in specs:  # a stale proxy of the same name would keep its port
+                self.client.delete_proxy(str(spec["name"]), missing_ok=True)
+            proxies = {p.name: p for p in self.client.populate(specs)}
+            self._sets += [Faults(self.client, {
+                svc: FaultLink(self.client, svc, proxies[self._name(i, svc)])
+                for svc in self.upstreams}) for i in missing]
+        return list(self._sets)
+
+    def heal_all(self) -> None:
+        """Heal every worker's links (all are attempted; the first error is raised)."""
+        errors: list[Exception] = []
+        for links in self._sets:
+            try:
+                links.heal_all()
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        """Delete every proxy of the pool."""
+        self.ensure(0)
+
+    def _name(self, worker: int, service: str) -> str:
+        return f"{self.prefix}_w{worker + 1}_{service}"

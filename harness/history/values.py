@@ -70,11 +70,11 @@ def sink_message(job: JobId, step: int, *, ref: str | None = None, at: float | N
     return effect(job, step, "email", ref=ref, at=at)
 
 
-def reported_outcome(job: JobId, status: TerminalStatus, *, reason: FailureReason | None = None,
+def reported_outcome(job: JobId, status: OutcomeStatus, *, reason: FailureReason | None = None,
                      attempt: int | None = None, worker: str | None = None,
                      at: float | None = None) -> Observation:
-    """A terminal outcome row the worker reported (``completed``, or ``dead`` with its
-    ``reason``): one per row, not one per job."""
+    """An outcome row the worker reported (``completed``, or ``retrying`` / ``dead`` with its
+    ``reason``): one per row, not one per job; only ``completed`` and ``dead`` end a job."""
     return Observation(OUTCOME, _clean(job=job, status=status, reason=reason, attempt=attempt,
                                        worker=worker, at=at))
 

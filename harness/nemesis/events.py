@@ -17,7 +17,9 @@ Kinds:
 - link faults, ``target`` ``redis``, ``postgres`` or ``smtp``, healed after ``duration``:
   ``down``, ``latency``, ``blackhole``, ``reset_peer``, ``idle_close``, ``bandwidth``,
   ``slice``; ``params`` are the keyword arguments of :class:`harness.faults.FaultLink`'s method
-  of that name (``{"ms": 200}`` for latency);
+  of that name (``{"ms": 200}`` for latency). They strike every worker's link to that service
+  (and the producer's), unless ``params.worker`` (a worker index or ``"busy"``) names the one
+  worker whose own link they strike;
 - job events, ``target`` a job id: ``dispatch`` (the first dispatch of a job held back from the
   start, e.g. work sent after a heal) and ``redispatch`` (the same job sent again: a producer
   retry, a scheduler firing twice); ``params`` ``through_proxy`` and ``timeout``;
@@ -108,6 +110,10 @@ class Event:
                             f"not {self.target!r}")
         if self.kind in LINK_FAULTS and self.target not in LINKS:
             raise PlanError(f"{self.kind}: target must be one of {', '.join(LINKS)}")
+        if self.kind in LINK_FAULTS and "worker" in self.params and not (
+                _is_index(self.params["worker"]) or self.params["worker"] == BUSY):
+            raise PlanError(f"{self.kind}: worker must be a worker index or {BUSY!r}, not "
+                            f"{self.params['worker']!r}")
         if self.kind in SERVER_FAULTS and self.target not in SERVERS:
             raise PlanError(f"{self.kind}: target must be one of {', '.join(SERVERS)}")
         if self.kind in JOB_FAULTS and not isinstance(self.target, str):
@@ -125,11 +131,20 @@ class Event:
                 "kill_host": "SIGKILL the worker at each attempt of job",
                 }.get(self.kind, f"{self.kind} on link")
         args = "".join(f" {k}={v}" for k, v in sorted(self.params.items())
-                       if self.kind not in ("signal",))
+                       if self.kind not in ("signal",) and k != "worker")
         lasting = f" for {self.duration:.2f}s" if self.duration else ""
         if self.kind in JOB_FAULTS:
             lasting = f", restarted after {self.duration:.2f}s" if self.duration else ""
-        return f"{self.when.describe()}: {what} {self.target}{args}{lasting}"
+        whose = f" of worker {self.params['worker']}" if self.link_worker is not None else ""
+        return f"{self.when.describe()}: {what} {self.target}{whose}{args}{lasting}"
+
+    @property
+    def link_worker(self) -> int | str | None:
+        """The one worker whose link a link fault strikes (None: every worker's)."""
+        if self.kind not in LINK_FAULTS:
+            return None
+        worker: int | str | None = self.params.get("worker")
+        return worker
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "target": self.target}
@@ -197,12 +212,15 @@ def restart(worker: int | str = BUSY, when: Trigger = NOW) -> Event:
 
 
 def link_fault(kind: str, link: str, when: Trigger = NOW, *, seconds: float,
-               **params: Any) -> Event:
+               worker: int | str | None = None, **params: Any) -> Event:
     """A fault on a proxied link for ``seconds``: ``link_fault("latency", "redis", ms=200,
-    seconds=1.0)``; ``params`` are those of the FaultLink method ``kind``."""
+    seconds=1.0)``; ``params`` are those of the FaultLink method ``kind``. It strikes every
+    worker's link to ``link``, or with ``worker`` (an index or ``"busy"``) that worker's
+    only: ``link_fault("down", "redis", worker="busy", seconds=2.0)``."""
     if kind not in LINK_FAULTS:
         raise PlanError(f"unknown link fault {kind!r}; one of {', '.join(LINK_FAULTS)}")
-    return Event(kind, link, when, seconds, params)
+    return Event(kind, link, when, seconds,
+                 params if worker is None else {**params, "worker": worker})
 
 
 def dispatch(job_id: str, when: Trigger = NOW, **params: Any) -> Event:
@@ -247,6 +265,9 @@ class Plan:
                     0 <= e.target < self.workers):
                 raise PlanError(f"{e.kind}: worker {e.target} does not exist (the plan has "
                                 f"{self.workers} workers, 0..{self.workers - 1})")
+            if isinstance(e.link_worker, int) and not 0 <= e.link_worker < self.workers:
+                raise PlanError(f"{e.kind}: worker {e.link_worker} does not exist (the plan "
+                                f"has {self.workers} workers, 0..{self.workers - 1})")
             if (e.kind in JOB_EVENTS or e.kind in JOB_FAULTS) and e.target not in ids:
                 raise PlanError(f"{e.kind}: job {e.target!r} is not one of the plan's jobs")
 
@@ -295,6 +316,10 @@ class Plan:
                        events=tuple(e for e in self.events
                                     if e.kind not in (*JOB_EVENTS, *JOB_FAULTS)
                                     or e.target in kept))
+
+
+def _is_index(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _job_dict(j: Job) -> dict[str, Any]:

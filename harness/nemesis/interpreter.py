@@ -158,16 +158,43 @@ class Nemesis:
             self._worker_fault(fault_id, event)
 
     def _link_fault(self, fault_id: str, event: Event) -> None:
-        link = self.world.links[str(event.target)]
-        fault = getattr(link, event.kind)(**event.params)
-        self._inject(fault_id, event, link.name, fault.params, inflight=None)
+        """Strike every worker's link to the service (and the producer's), or one worker's
+        (``params.worker``); the inject op names the proxies struck (``params.links``)."""
+        service = str(event.target)
+        who = event.link_worker
+        index = None if who is None else self._worker_index(who)
+        args = {k: v for k, v in event.params.items() if k != "worker"}
+        faults = []
+        try:
+            for link in self.world.links_to(service, index):
+                faults.append(getattr(link, event.kind)(**args))
+        except BaseException:
+            for fault in faults:
+                with contextlib.suppress(Exception):
+                    fault.heal()
+            raise
+        struck: dict[str, Any] = {"links": [f.link.proxy_name for f in faults]}
+        if index is not None:
+            struck["worker"] = self.world.workers[index].worker_id
+        params = dict(faults[0].params)
+        if "toxics" in params:
+            params["toxics"] = [t for f in faults for t in f.params.get("toxics", ())]
+        self._inject(fault_id, event, service, {**params, **struck},
+                     inflight=struck.get("worker"))
         self.held += event.duration
 
         def undo() -> Mapping[str, Any]:
-            fault.heal()
-            return {}
+            errors = []
+            for fault in faults:
+                try:
+                    fault.heal()
+                except Exception as exc:
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
+            return struck
 
-        self._strikes.append(Strike(fault_id, event, link.name, time.monotonic() + event.duration,
+        self._strikes.append(Strike(fault_id, event, service, time.monotonic() + event.duration,
                                     undo))
 
     def _restart_server(self, fault_id: str, event: Event) -> None:
@@ -211,8 +238,9 @@ class Nemesis:
             killed = w.kill_jobs()
             self._record("heal", fault_id, event, w.worker_id, {"killed": killed})
         elif event.kind == "pause":
-            self._inject(fault_id, event, w.worker_id, {"pid": w.pid, "signal": "SIGSTOP"},
-                         inflight=w.worker_id)
+            self._inject(fault_id, event, w.worker_id,
+                         {"pid": w.pid, "signal": "SIGSTOP",
+                          "jobs": [p.pid for p in w.job_processes()]}, inflight=w.worker_id)
             w.pause()
             self.held += event.duration
 

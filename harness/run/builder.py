@@ -1,8 +1,8 @@
 """One builder of scenario runs for both fixtures: ``chaos`` (one run per test) and
 ``chaos_factory`` (fresh runs inside one test, for schedule search). Each run gets its own
 PostgreSQL database, Redis database and queue, history and artifacts directory, on the
-session's stack and proxied links; the links get no recorder of their own (the nemesis
-records every fault)."""
+session's stack and proxied links (each worker its own, from the session's pool); the links
+get no recorder of their own (the nemesis records every fault)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from harness.contract import Connections
 from harness.errors import JobchaosError
-from harness.faults.links import Faults
+from harness.faults.links import Faults, LinkPool
 from harness.history import Recorder
 from harness.nemesis.replay import Replay
 from harness.run.run import ChaosRun
@@ -38,10 +38,12 @@ class RunBuilder:
 
     def __init__(self, *, test: str, stack: Stack, links: Faults, namespace: str,
                  artifacts: Path, worker: WorkerSpec, seed: int, replay: Replay | None,
-                 reproduce: Sequence[str], shrink: int = 0) -> None:
+                 reproduce: Sequence[str], shrink: int = 0,
+                 worker_links: LinkPool | None = None) -> None:
         self.test = test
         self.stack = stack
         self.links = links
+        self.worker_links = worker_links
         self.namespace = namespace
         self.artifacts = artifacts
         self.worker = worker
@@ -72,7 +74,7 @@ class RunBuilder:
                    if isinstance(s, RedisServer | PostgresServer)}
         world = World(direct=direct, proxied=proxied, links=self.links,
                       sink=SinkView(self.stack), servers=servers, worker=self.worker,
-                      artifacts=where)
+                      artifacts=where, worker_links=self.worker_links)
         run = ChaosRun(name=f"{self.test}[{label}]" if label else self.test, test=self.test,
                        world=world, recorder=Recorder(where / "history.jsonl"),
                        seed=self.seed + n - 1, replay=self.replay, reproduce=self.reproduce,

@@ -114,7 +114,7 @@ class ChaosRun:
     def finish(self) -> Judgement:
         """Heal everything, stop the workers, observe, and judge."""
         self.nemesis.heal_all()
-        self.world.links.heal_all()
+        self.world.heal_links()
         self.world.stop(grace=self._policy.shutdown_grace + 2)
         observe(self.recorder, self.world, self._policy)
         heading = (f"scenario {self.name} (seed {self.seed}, {len(self.workload.dispatched)} "
@@ -167,7 +167,7 @@ class ChaosRun:
         with contextlib.suppress(Exception):
             self.nemesis.heal_all()
         with contextlib.suppress(Exception):
-            self.world.links.heal_all()
+            self.world.heal_links()
         self.world.stop(grace=2)
         self.gauges.close()
         (self.artifacts / "run.json").write_text(json.dumps({

@@ -1,8 +1,11 @@
 """The world a run acts on: its connections, the proxied links, the servers, the SMTP sink,
 and the pool of workers under test.
 
-Workers connect through the fault proxy (``proxied``); the harness itself reads and
-dispatches over ``direct`` connections, so its own bookkeeping is never faulted.
+Each worker connects through its own links of the fault proxy (``worker_links``, one proxy per
+worker and service), so a fault can cut one worker off while the others carry on; the harness
+itself reads and dispatches over ``direct`` connections, so its own bookkeeping is never
+faulted (``proxied``, through the shared ``links``, is the producer's link when a scenario
+faults it).
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.contract import Connections, Policy
-from harness.faults.links import Faults
+from harness.faults.link import FaultLink
+from harness.faults.links import Faults, LinkPool
 from harness.services.base import log_tail
 from harness.services.smtp import SinkMessage
 from harness.services.workers import REFERENCE_WORKER, WorkerPool, WorkerProcess, WorkerStartError
@@ -42,10 +46,11 @@ class World:
 
     def __init__(self, *, direct: Connections, proxied: Connections, links: Faults,
                  sink: Sink | None, servers: Mapping[str, Any], worker: WorkerSpec,
-                 artifacts: Path) -> None:
+                 artifacts: Path, worker_links: LinkPool | None = None) -> None:
         self.direct = direct
-        self.proxied = proxied
+        self.proxied = proxied  # through the shared links: the producer's
         self.links = links
+        self.worker_links = worker_links  # None: every worker shares ``links``
         self.sink = sink
         self.servers = dict(servers)  # name -> a Service with stopped(), if embedded
         self.worker = worker
@@ -54,13 +59,34 @@ class World:
         self.struck: set[str] = set()  # workers the nemesis killed or signalled
 
     def start_workers(self, size: int, policy: Policy) -> WorkerPool:
-        """Start ``size`` workers connected through the fault proxy."""
+        """Start ``size`` workers connected through the fault proxy, each through its own
+        links (``worker_links``, grown or shrunk to ``size``)."""
         if self.pool is not None:
             raise RuntimeError("the workers of this run are already started")
-        self.pool = WorkerPool(self.proxied, policy, size=size, argv=self.worker.argv,
+        conns: Connections | list[Connections] = self.proxied
+        if self.worker_links is not None:
+            conns = [links.proxied(self.direct) for links in self.worker_links.ensure(size)]
+        self.pool = WorkerPool(conns, policy, size=size, argv=self.worker.argv,
                                logdir=self.artifacts, extra_env=self.worker.env,
                                startup_check=0.2).start()
         return self.pool
+
+    def links_to(self, service: str, worker: int | None = None) -> list[FaultLink]:
+        """The links to ``service`` a fault strikes: worker ``worker``'s own, or (None) every
+        worker's and the producer's."""
+        if self.worker_links is None or self.pool is None:
+            return [self.links[service]]
+        if worker is not None:
+            return [self.worker_links[worker][service]]
+        return [self.links[service], *(links[service] for links in self.worker_links)]
+
+    def heal_links(self) -> None:
+        """Heal every link of the run (shared and per worker; all are attempted)."""
+        try:
+            self.links.heal_all()
+        finally:
+            if self.worker_links is not None:
+                self.worker_links.heal_all()
 
     @property
     def workers(self) -> list[WorkerProcess]:

@@ -144,15 +144,28 @@ class WorkerProcess:
                 killed.append(p.pid)
         return killed
 
-    def pause(self) -> None:
-        """Freeze the worker and its job processes (SIGSTOP to the process group)."""
-        if self.process is not None and self.running():
-            procs.signal_group(self.process, signal.SIGSTOP)
+    def pause(self) -> list[int]:
+        """Freeze the worker and its job processes, as a frozen VM would: SIGSTOP to its process
+        group, then to each descendant (a job child may have a group of its own, as the
+        reference worker's does). Returns the descendants' pids."""
+        if self.process is None or not self.running():
+            return []
+        procs.signal_group(self.process, signal.SIGSTOP)
+        return self._signal_jobs(signal.SIGSTOP)
 
     def resume(self) -> None:
-        """Undo :meth:`pause` (SIGCONT to the process group)."""
+        """Undo :meth:`pause` (SIGCONT to the job processes, then to the process group)."""
         if self.process is not None:
+            self._signal_jobs(signal.SIGCONT)
             procs.signal_group(self.process, signal.SIGCONT)
+
+    def _signal_jobs(self, sig: int) -> list[int]:
+        pids = []
+        for p in self.job_processes():
+            with contextlib.suppress(psutil.Error):
+                p.send_signal(sig)
+                pids.append(p.pid)
+        return pids
 
     def stop(self, grace: float = 10.0, *, signalled: bool = False) -> int | None:
         """A warm stop: one SIGTERM (unless ``signalled`` already), up to ``grace`` seconds to
@@ -182,9 +195,11 @@ class WorkerProcess:
 
 
 class WorkerPool:
-    """``size`` workers named ``worker-1``..``worker-N`` running ``argv``."""
+    """``size`` workers named ``worker-1``..``worker-N`` running ``argv``, all with ``conn``
+    or each with its own (``conn`` a sequence of ``size``: e.g. each through its own links)."""
 
-    def __init__(self, conn: Connections, policy: Policy, *, size: int = 2,
+    def __init__(self, conn: Connections | Sequence[Connections], policy: Policy, *,
+                 size: int = 2,
                  argv: Sequence[str] = REFERENCE_WORKER, logdir: Path,
                  extra_env: Mapping[str, str] | None = None,
                  startup_check: float = 0.5) -> None:
@@ -193,11 +208,14 @@ class WorkerPool:
         base = dict(os.environ)
         base.update(extra_env or {})
         self.startup_check = startup_check
+        conns = [conn] * size if isinstance(conn, Connections) else list(conn)
+        if len(conns) != size:
+            raise ValueError(f"{len(conns)} connections given for {size} workers")
         self.workers = [
             WorkerProcess(f"worker-{i}", argv,
-                          {**base, **worker_env(conn, policy, f"worker-{i}")},
+                          {**base, **worker_env(c, policy, f"worker-{i}")},
                           logdir / f"worker-{i}.log")
-            for i in range(1, size + 1)
+            for i, c in enumerate(conns, start=1)
         ]
 
     def __getitem__(self, index: int) -> WorkerProcess:

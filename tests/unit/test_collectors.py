@@ -24,6 +24,8 @@ def test_tables_become_effects_outcomes_and_attempts():
     )
     assert table_observations(rows) == [
         h.effect_row("j1", 0, ref=7, at=11.5),
+        h.reported_outcome("j1", "retrying", reason="timeout", attempt=1, worker="worker-1",
+                           at=10.9),
         h.reported_outcome("j1", "completed", attempt=2, worker="worker-2", at=11.6),
         h.reported_outcome("j2", "dead", reason="exception", attempt=1, worker="worker-1", at=12.5),
         h.attempt_record("j1", at=10.0, attempt=1, worker="worker-1", ended=10.9,
@@ -41,7 +43,18 @@ def test_every_status_and_reason_is_the_contracts():
         for n, (status, reason) in enumerate(
             (s, r) for s in contract.OUTCOME_STATUSES for r in contract.FAILURE_REASONS)])
     statuses = {o.value["status"] for o in table_observations(rows)}
-    assert statuses == set(contract.TERMINAL_STATUSES) == {"completed", "dead"}
+    assert statuses == set(contract.OUTCOME_STATUSES) == {"completed", "retrying", "dead"}
+
+
+def test_a_row_written_after_a_completion_is_seen():
+    # A reaper's lease_lost row for an attempt that had completed: every row is an outcome op,
+    # so the checkers can see a finished job handed out again.
+    rows = TableRows(attempts=[("j", 1, "worker-1", 1.0)], effects=[], outcomes=[
+        ("j", 1, "worker-1", "completed", None, 2.0),
+        ("j", 2, "worker-2", "retrying", "lease_lost", 3.0)])
+    outcomes = [o.value for o in table_observations(rows) if o.f == h.OUTCOME]
+    assert [(v["status"], v.get("reason")) for v in outcomes] == [
+        ("completed", None), ("retrying", "lease_lost")]
 
 
 def test_attempt_without_outcome_has_no_end():

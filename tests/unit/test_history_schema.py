@@ -115,7 +115,7 @@ PROBE = _op("probe", {"available": True})
     (HEAD + _op("effect", {"step": 0, "kind": "email"}), r":2: effect op: value: 'job' is a"),
     # outcome: the contract's words, a reason exactly when dead
     (HEAD + _op("outcome", {"job": "a", "status": "failed", "reason": "exception"}),
-     r":2: outcome op: value.status: 'failed' is not one of \['completed', 'dead'\]"),
+     r":2: outcome op: value.status: 'failed' is not one of \['completed', 'retrying', 'dead'\]"),
     (HEAD + _op("outcome", {"job": "a", "status": "dead", "reason": "signal"}),
      r":2: outcome op: value.reason: 'signal' is not one of \['exception', 'timeout', "
      r"'killed', 'memory', 'lease_lost'\]"),

@@ -133,3 +133,34 @@ def test_a_crash_loop_is_bounded_by_the_policy():
     # The drain deadline, and for every allowed try a lease to expire and a restart.
     assert bound(p, 0.2) == pytest.approx(p.for_checkers().drain_deadline_s + 3 * (0.8 + 0.2))
     assert bound(p, 0.2) < bound(p, 1.0)
+# -- one worker's link ---------------------------------------------------------------------
+
+
+def test_a_link_fault_on_one_workers_link_round_trips(tmp_path: Path):
+    p = plan(3, JOBS,
+             link_fault("down", "redis", after(effects=2), seconds=2.4, worker="busy"),
+             link_fault("latency", "postgres", seconds=1.0, worker=2, ms=100),
+             link_fault("down", "smtp", seconds=0.5))
+    assert Plan.from_dict(json.loads(p.to_json())) == p
+    assert [e.link_worker for e in p.events] == ["busy", 2, None]
+    assert p.events[0].params == {"worker": "busy"}
+    text = p.describe()
+    assert "after 2 effects: down on link redis of worker busy for 2.40s" in text
+    assert "latency on link postgres of worker 2 ms=100 for 1.00s" in text
+    assert "down on link smtp for 0.50s" in text
+    path = tmp_path / "replay.json"
+    Replay(test="t", seed=1, policy=SCENARIO_POLICY.to_dict(), plan=p).save(path)
+    assert load(path).plan == p
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: link_fault("down", "redis", seconds=1, worker="idle"),
+     "worker must be a worker index or 'busy'"),
+    (lambda: link_fault("down", "redis", seconds=1, worker=-1),
+     "worker must be a worker index or 'busy'"),
+    (lambda: plan(2, JOBS, link_fault("down", "redis", seconds=1, worker=2)),
+     "worker 2 does not exist"),
+])
+def test_bad_link_worker_names_what_is_wrong(make, message):
+    with pytest.raises(PlanError, match=message):
+        make()
