@@ -34,7 +34,15 @@ from reference_worker.child import ForkFailed, Result, run_in_child
 from reference_worker.effects import Channel, EffectsThread
 from reference_worker.heartbeat import Heartbeat
 from reference_worker.ledger import Outcome
-from reference_worker.links import LINK_ERRORS, Abandoned, describe, persist, postgres_link, retry_delay
+from reference_worker.links import (
+    LINK_ERRORS,
+    REDIS_ERRORS,
+    Abandoned,
+    describe,
+    persist,
+    postgres_link,
+    retry_delay,
+)
 from reference_worker.log import log, set_worker
 from reference_worker.memory import ENV_MEMORY, memory_guard
 from reference_worker.reaper import DISPOSITION, Reaper
@@ -88,6 +96,7 @@ class Worker:
                                  worker_id)
         self.db = postgres_link(conn.database_url, self.io_timeout)
         self.shutdown = Shutdown(policy.shutdown_grace)
+        self.stalled = False  # only ever set by the stop_consuming_after_link_error bug
         if bugs.on("shutdown_ignores_grace"):
             # Origin: warm shutdowns that wait for every task in flight (Celery's warm
             # shutdown, Sidekiq jobs past their -t timeout): the orchestrator's SIGKILL comes
@@ -138,6 +147,9 @@ class Worker:
     def _loop(self) -> None:
         failures, next_reap = 0, 0.0
         while not self.shutdown.requested:
+            if self.stalled:
+                self._idle_forever()
+                return
             if time.monotonic() >= next_reap:
                 next_reap = time.monotonic() + self.lease / 4
                 self._reap()
@@ -150,11 +162,7 @@ class Worker:
                 delay = retry_delay(failures)
                 log(f"fetch: link down ({describe(exc)}); retry {failures} in {delay:.2f} s")
                 self._pause(delay)
-                if self.bugs.on("stop_consuming_after_link_error"):
-                    # Origin: Celery workers that reconnect to Redis after a lost connection
-                    # and never consume again while the process stays up (celery/celery#8030,
-                    # #8091, #10205): liveness checks pass, the queue grows.
-                    self._idle_forever()
+                self._consumer_link_lost()
                 continue
             except Exception:  # never stop consuming; say why and go on
                 log(f"fetch failed:\n{traceback.format_exc()}")
@@ -179,10 +187,18 @@ class Worker:
             else:
                 log(f"malformed payload moved to {self.registry.keys.poison}: {fetched.detail}")
 
+    def _consumer_link_lost(self) -> None:
+        """The consumer's Redis connection failed (fetching or settling)."""
+        if self.bugs.on("stop_consuming_after_link_error"):
+            # Origin: Celery workers that reconnect to Redis after a lost connection and never
+            # consume again while the process stays up (celery/celery#8030, #8091, #10205):
+            # liveness checks pass, the queue grows.
+            self.stalled = True
+
     def _idle_forever(self) -> None:
         """The stalled consumer of ``stop_consuming_after_link_error``: alive, answering
-        SIGTERM, heartbeating nothing, fetching nothing."""
-        log("fetch: link back; consumer restarted")  # what such a worker says, and then idles
+        SIGTERM, fetching nothing."""
+        log("consumer: link back; consumer restarted")  # what such a worker says; then idles
         while not self.shutdown.requested:
             self._pause(POLL_INTERVAL)
 
@@ -287,15 +303,20 @@ class Worker:
                 "Redis (its lease was reclaimed, or an earlier try settled it)")
 
     def _settle(self, job: Fetched, disposition: registry.Disposition, stands: Outcome) -> bool:
-        return persist(
-            f"{job.job_id}: settle attempt {job.attempt}",
-            lambda: self.registry.settle(
-                job.job_id, job.token, disposition, payload=job.payload, attempt=job.attempt,
-                delay=retries.delay(self.policy, job.attempt, self.bugs),
-                dead={"reason": stands.reason, "detail": stands.detail, "attempt": job.attempt,
-                      "payload": job.payload},
-                lock_key=job.lock_key, lock_holder=job.lock_holder, force=not self.fenced),
-            stop=self.shutdown.bookkeeping_over, sleep=self._pause)
+        def settle() -> bool:
+            try:
+                return self.registry.settle(
+                    job.job_id, job.token, disposition, payload=job.payload, attempt=job.attempt,
+                    delay=retries.delay(self.policy, job.attempt, self.bugs),
+                    dead={"reason": stands.reason, "detail": stands.detail,
+                          "attempt": job.attempt, "payload": job.payload},
+                    lock_key=job.lock_key, lock_holder=job.lock_holder, force=not self.fenced)
+            except REDIS_ERRORS:
+                self._consumer_link_lost()
+                raise
+
+        return persist(f"{job.job_id}: settle attempt {job.attempt}", settle,
+                       stop=self.shutdown.bookkeeping_over, sleep=self._pause)
 
     def _persist(self, what: str, operation: Callable[[Any], R], stop: Callable[[], bool]) -> R:
         return persist(what, lambda: self.db.run(operation), stop=stop, sleep=self._pause)

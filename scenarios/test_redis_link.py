@@ -28,3 +28,20 @@ def test_redis_link_fault_then_consumption_resumes(chaos, jobchaos_profile, faul
     chaos.check(plan(p.workers, before + later,
                      link_fault(fault, "redis", after(attempts=1), seconds=window),
                      *[dispatch(j.id, after(at=window * 1.2)) for j in later]))
+
+
+def test_a_worker_cut_off_resumes_consuming_after_the_heal(chaos):
+    """One worker's own Redis link goes down while the other keeps working. After the heal
+    the cut worker must take jobs again: work dispatched after the heal is long enough that
+    one worker alone leaves jobs waiting past the consume bound (the ``stalled`` anomaly),
+    while two share it well within it."""
+    chaos.tune(job_timeout=0.8, lease=1.0)
+    bound = chaos.policy.for_checkers().consume_bound_s
+    window = 2.0
+    before = [job(f"cut-{i}", db_write(), sleep(0.2)) for i in range(6)]
+    # One worker alone needs 1.7 bounds for these; two need less than one.
+    n = 10
+    later = [job(f"cut-after-{i}", db_write(), sleep(1.7 * bound / n)) for i in range(n)]
+    chaos.check(plan(2, before + later,
+                     link_fault("down", "redis", after(attempts=1), seconds=window, worker=0),
+                     *[dispatch(j.id, after(at=window * 1.2)) for j in later]))

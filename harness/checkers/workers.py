@@ -106,7 +106,7 @@ def _shutdowns(out: Findings, h: History, policy: Policy, lives: Sequence[int],
                 out.add("dropped_on_shutdown", a.code,
                         f"{worker} was sent {_signal(stop)} at {_rel(h, t)} while running "
                         f"attempt {a.number or '?'}; the worker never finished it nor gave it "
-                        f"back: {how}", [stop.inject, a.index, *([life] if life else [])])
+                        f"back: {how}", [stop.inject, a.index])
         if policy.shutdown_grace is None or life is None:
             continue
         others = [s for s in spans if s is not stop and s.start <= (exited or INF)
@@ -174,7 +174,7 @@ def _stalls(out: Findings, fx: Facts, policy: Policy, lives: Sequence[int],
                 f"{worker} was alive and idle for {hi - lo:.2f} s ({_rel(h, lo)} to "
                 f"{_rel(h, hi)}) while {len(held)} job(s) waited to run, with no fault active; "
                 f"a worker must take waiting work within {bound:g} s",
-                [i, *(w[3] for w in held[:5])])
+                [w[3] for w in held[:5]])
 
 
 def _busy_until(a: Attempt, mine: list[Attempt], life_end: float) -> float:

@@ -1,5 +1,5 @@
-"""Worker lives as the harness records them, and the shutdown bug switches caught by the
-graceful-shutdown scenario through the ``workers`` checker (the right anomaly, not just a
+"""Worker lives as the harness records them, and the bug switches the ``workers`` checker
+exists for, each caught by its scenario for the right reason (the anomaly, not just a
 failure)."""
 
 from __future__ import annotations
@@ -44,15 +44,22 @@ def test_every_process_of_a_worker_is_a_life_with_its_exit(chaos_connections,
     assert second["ended"] > second["at"]
 
 
-@pytest.mark.parametrize(("bug", "kind"), [("shutdown_drops_job", "dropped_on_shutdown"),
-                                           ("shutdown_ignores_grace", "slow_shutdown")])
-def test_the_graceful_shutdown_scenario_catches_each_shutdown_bug(tmp_path: Path, bug: str,
-                                                                  kind: str):
+SHORTER_GRACE = "scenarios/test_graceful_shutdown.py::test_sigterm_mid_job[grace-shorter-than-job]"
+ONE_CUT = ("scenarios/test_redis_link.py::"
+           "test_a_worker_cut_off_resumes_consuming_after_the_heal")
+
+
+@pytest.mark.parametrize(("bug", "scenario", "kind"), [
+    ("shutdown_drops_job", SHORTER_GRACE, "dropped_on_shutdown"),
+    ("shutdown_ignores_grace", SHORTER_GRACE, "slow_shutdown"),
+    ("stop_consuming_after_link_error", ONE_CUT, "stalled"),
+])
+def test_each_worker_bug_is_caught_by_its_scenario(tmp_path: Path, bug: str, scenario: str,
+                                                   kind: str):
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist",
          "-p", "no:randomly", f"--jobchaos-artifacts-dir={tmp_path}",
-         f"--jobchaos-worker-bugs={bug}",
-         "scenarios/test_graceful_shutdown.py::test_sigterm_mid_job[grace-shorter-than-job]"],
+         f"--jobchaos-worker-bugs={bug}", scenario],
         cwd=ROOT, capture_output=True, text=True, timeout=240, env=dict(os.environ),
         check=False)
     assert done.returncode == 1, done.stdout[-3000:]
