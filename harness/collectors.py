@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness import history as h
 from harness.contract import (
@@ -34,6 +34,8 @@ class TableRows:
     effects: list[tuple[str, int, int, float]]  # job, step, row id, at
     # job, attempt, worker, status, reason, at (the table's CHECK keeps to the vocabulary)
     outcomes: list[tuple[str, int, str, OutcomeStatus, FailureReason | None, float]]
+    # (job, attempt, worker) -> when that attempt's process ended (``stopped_at``, optional)
+    stopped: Mapping[tuple[str, int, str], float] = field(default_factory=dict)
 
 
 def read_tables(database_url: str) -> TableRows:
@@ -42,22 +44,25 @@ def read_tables(database_url: str) -> TableRows:
 
     with psycopg.connect(database_url, connect_timeout=10) as conn, conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        attempts = conn.execute(
-            "SELECT job_id, attempt, worker, extract(epoch FROM started_at)::float8 "
-            "FROM chaos_attempts ORDER BY id").fetchall()
+        rows = conn.execute(
+            "SELECT job_id, attempt, worker, extract(epoch FROM started_at)::float8, "
+            "extract(epoch FROM stopped_at)::float8 FROM chaos_attempts ORDER BY id").fetchall()
         effects = conn.execute(
             "SELECT job_id, step, id, extract(epoch FROM at)::float8 "
             "FROM chaos_effects ORDER BY id").fetchall()
         outcomes = conn.execute(
             "SELECT job_id, attempt, worker, status, reason, extract(epoch FROM at)::float8 "
             "FROM chaos_outcomes ORDER BY id").fetchall()
-    return TableRows(attempts, effects, outcomes)
+    attempts = [(job, n, worker, started) for job, n, worker, started, _ in rows]
+    stopped = {(job, n, worker): at for job, n, worker, _, at in rows if at is not None}
+    return TableRows(attempts, effects, outcomes, stopped)
 
 
 def table_observations(rows: TableRows) -> list[h.Observation]:
     """Effect rows, every outcome row (``completed``, ``retrying``, ``dead``: a row written
     after a completion must show), and attempts (with the status and reason of the outcome
-    row that ended each, when one did)."""
+    row that ended each, when one did, and when the attempt's process really stopped, when
+    its worker said so)."""
     obs: list[h.Observation] = [h.effect_row(job, step, ref=row_id, at=at)
                                 for job, step, row_id, at in rows.effects]
     ended: dict[tuple[str, int, str], tuple[float, OutcomeStatus, FailureReason | None]] = {}
@@ -70,7 +75,8 @@ def table_observations(rows: TableRows) -> list[h.Observation]:
         obs.append(h.attempt_record(job, at=started, attempt=attempt, worker=worker,
                                     ended=end[0] if end else None,
                                     status=end[1] if end else None,
-                                    reason=end[2] if end else None))
+                                    reason=end[2] if end else None,
+                                    stopped=rows.stopped.get((job, attempt, worker))))
     return obs
 
 

@@ -206,7 +206,8 @@ CREATE TABLE chaos_attempts (
     job_id     text NOT NULL,
     attempt    integer NOT NULL,          -- 1 for the first run
     worker     text NOT NULL,
-    started_at timestamptz NOT NULL DEFAULT clock_timestamp()
+    started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    stopped_at timestamptz                -- optional: when the attempt's process ended
 );
 CREATE TABLE chaos_effects (
     id         bigserial PRIMARY KEY,     -- no uniqueness on purpose: duplicates must show

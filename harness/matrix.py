@@ -36,7 +36,7 @@ EXPECTED: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "lock_never_expires": (("test_locks.py",), ("lock_leaked",)),
     "swallow_smtp_errors": (("test_smtp_link.py::test_smtp_link_fault[down]",),
                             ("unsuccessful_completion",)),
-    "lease_shorter_than_timeout": (("test_lease.py",), ("duplicated",)),
+    "lease_shorter_than_timeout": (("test_lease.py",), ("duplicated", "overlapping")),
     "no_dedupe": (("test_duplicate_dispatch.py::test_same_id_dispatched_twice_concurrently",),
                   ("duplicated",)),
     "stop_consuming_after_link_error": (("test_redis_link.py::test_a_worker_cut_off_resumes_"

@@ -4,7 +4,9 @@
 (job, attempt). Recording an outcome is one statement that ends the ledger row *and* writes the
 ``chaos_outcomes`` row, and only if that attempt has not ended yet, so it is idempotent: the
 reaper and a worker that crashed right after recording can both try, and the first one wins.
-The caller then acts on the outcome that won.
+The caller then acts on the outcome that won. The worker that ran the attempt also records
+when its child was reaped (``chaos_attempts.stopped_at``); a reaper never does, since it cannot
+know whether the attempt is still running elsewhere.
 
 ``reference_worker_dedupe`` makes ``db_write`` exactly-once: the effect row and its dedupe key
 are inserted by one statement (one transaction), so a retry, a duplicate dispatch or a second
@@ -56,7 +58,11 @@ SELECT (SELECT status FROM finished),
 """
 
 END_ATTEMPT = """
-WITH ended AS (
+WITH stopped AS (
+    UPDATE chaos_attempts SET stopped_at = to_timestamp(%(stopped)s::float8)
+    WHERE job_id = %(job)s AND attempt = %(attempt)s AND worker = %(worker)s
+      AND %(stopped)s::float8 IS NOT NULL AND stopped_at IS NULL),
+ended AS (
     INSERT INTO reference_worker_attempts AS a (job_id, attempt, worker, status, reason)
     VALUES (%(job)s, %(attempt)s, %(worker)s, %(status)s, %(reason)s)
     ON CONFLICT (job_id, attempt) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason
@@ -75,6 +81,12 @@ WHERE job_id = %(job)s AND attempt = %(attempt)s AND status IS NOT NULL
 END_UNFENCED = """
 INSERT INTO chaos_outcomes (job_id, attempt, worker, status, reason, detail)
 VALUES (%(job)s, %(attempt)s, %(worker)s, %(status)s, %(reason)s, %(detail)s)
+"""
+
+# The worker that ran an attempt says when its process ended (Unix seconds, its own clock).
+STOP_ATTEMPT = """
+UPDATE chaos_attempts SET stopped_at = to_timestamp(%(stopped)s::float8)
+WHERE job_id = %(job)s AND attempt = %(attempt)s AND worker = %(worker)s AND stopped_at IS NULL
 """
 
 ENDED = "SELECT status, reason FROM reference_worker_attempts WHERE job_id = %s AND attempt = %s"
@@ -136,10 +148,12 @@ def start_attempt(conn: psycopg.Connection[Any], job: str, attempt: int, worker:
 
 
 def end_attempt(conn: psycopg.Connection[Any], job: str, attempt: int, worker: str,
-                outcome: Outcome) -> Outcome:
-    """Record ``outcome`` unless the attempt already has one; return the one that stands."""
+                outcome: Outcome, *, stopped: float | None = None) -> Outcome:
+    """Record ``outcome`` unless the attempt already has one; return the one that stands.
+    ``stopped`` (Unix seconds): when the attempt's process ended, given only by the worker
+    that ran it (a reaper does not know); it is recorded even when an earlier outcome stands."""
     params = {"job": job, "attempt": attempt, "worker": worker, "status": outcome.status,
-              "reason": outcome.reason, "detail": outcome.detail}
+              "reason": outcome.reason, "detail": outcome.detail, "stopped": stopped}
     row = conn.execute(END_ATTEMPT, params).fetchone()
     if row is None:  # another session ended it concurrently: read what it wrote
         row = conn.execute(ENDED, (job, attempt)).fetchone()
@@ -158,6 +172,13 @@ def end_attempt_unfenced(conn: psycopg.Connection[Any], job: str, attempt: int, 
                                 "status": outcome.status, "reason": outcome.reason,
                                 "detail": outcome.detail})
     return outcome
+
+
+def stop_attempt(conn: psycopg.Connection[Any], job: str, attempt: int, worker: str,
+                 stopped: float) -> None:
+    """Record when an attempt's process ended, for an attempt with no outcome to record."""
+    conn.execute(STOP_ATTEMPT, {"job": job, "attempt": attempt, "worker": worker,
+                                "stopped": stopped})
 
 
 def write_effect(conn: psycopg.Connection[Any], job: str, step: int, attempt: int, worker: str,

@@ -68,6 +68,7 @@ class AttemptRow:
     attempt: int
     worker: str
     started_at: datetime
+    stopped_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +95,8 @@ class Tables:
         return [OutcomeRow(*r) for r in rows]
 
     def attempts(self, job_id: str | None = None) -> list[AttemptRow]:
-        rows = self._rows("SELECT job_id, attempt, worker, started_at FROM chaos_attempts",
-                          job_id, "id")
+        rows = self._rows("SELECT job_id, attempt, worker, started_at, stopped_at "
+                          "FROM chaos_attempts", job_id, "id")
         return [AttemptRow(*r) for r in rows]
 
     def effects(self, job_id: str | None = None) -> list[EffectRow]:

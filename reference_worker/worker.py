@@ -10,7 +10,8 @@ back). The life of one attempt, in the order that makes every crash point safe:
    finished (a duplicate dispatch), in which case it is dropped;
 3. ``run``: the steps run in a child, under the timeout and the memory limit (its
    ``db_write`` effects are made by this process's effects thread, see ``effects``);
-4. ``record``: the outcome goes to PostgreSQL (``chaos_outcomes``), idempotently;
+4. ``record``: the outcome goes to PostgreSQL (``chaos_outcomes``), idempotently, with the
+   time the child was reaped (``chaos_attempts.stopped_at``), also when a reaper's stands;
 5. ``settle``: one Lua script ends the lease: done, scheduled for retry, or dead-lettered.
 """
 
@@ -153,6 +154,7 @@ class Worker:
             if time.monotonic() >= next_reap:
                 next_reap = time.monotonic() + self.lease / 4
                 self._reap()
+            asked = time.monotonic()  # the lease runs from no earlier than this
             try:
                 fetched = self.registry.fetch(
                     lease=self.fetch_lease, lock_ttl=self.lock_ttl,
@@ -173,7 +175,7 @@ class Worker:
                 failures = 0
             if isinstance(fetched, Fetched):
                 try:
-                    self._attempt(fetched)
+                    self._attempt(fetched, asked)
                 except Exception:  # its lease expires and a reaper hands it back
                     log(f"{fetched.job_id}: attempt {fetched.attempt} broke:\n"
                         f"{traceback.format_exc()}")
@@ -213,10 +215,10 @@ class Worker:
             log(f"reaper: {describe(exc)}; trying again later")
 
     # -- one attempt --------------------------------------------------------------------
-    def _attempt(self, job: Fetched) -> None:
+    def _attempt(self, job: Fetched, asked: float) -> None:
         tracked = self.heartbeat_on and self.fetch_lease > 0
         if tracked:
-            self.heartbeat.track(job)
+            self.heartbeat.track(job, since=asked)
         try:
             self._run_attempt(job)
         except Abandoned as exc:
@@ -235,12 +237,14 @@ class Worker:
             return
         if start.ended is not None:
             log(f"{name}: attempt {n} was already ended ({start.ended}) by a reaper")
+            self._stop(job, time.time())
             return
         log(f"{name}: attempt {n} started")
         try:
             envelope = Job.from_json(job.payload)
         except (ValueError, KeyError, TypeError) as exc:  # it can never run: dead at once
-            self._finish(job, Outcome("dead", "exception", f"invalid envelope: {exc}"))
+            self._finish(job, Outcome("dead", "exception", f"invalid envelope: {exc}"),
+                         stopped=time.time())
             return
         if self.bugs.on("status_before_effects"):
             # Origin: jobs that mark the order "completed" before sending the confirmation
@@ -258,12 +262,14 @@ class Worker:
         except ForkFailed as exc:  # out of processes or memory: the job never started
             channel.close()
             result = Result("killed", str(exc))
+        stopped = time.time()  # the child is reaped: the attempt really stopped
         outcome = self._outcome(n, result)
         if outcome is None:
             log(f"{name}: attempt {n} {result.kind} ({result.detail}); nothing recorded")
+            self._stop(job, stopped)
             self._settle(job, "done", Outcome("completed"))
             return
-        self._finish(job, outcome)
+        self._finish(job, outcome, stopped=stopped)
 
     def _outcome(self, attempt: int, result: Result) -> Outcome | None:
         if result.kind == "ok":
@@ -286,14 +292,28 @@ class Worker:
                                                             self.worker_id, dedupe=dedupe),
                              stop=lambda: self.shutdown.requested or self._interrupt() is not None)
 
-    def _record(self, job: Fetched, outcome: Outcome) -> Outcome:
-        end = ledger.end_attempt if self.fenced else ledger.end_attempt_unfenced
-        return self._persist(f"{job.job_id}: record outcome of attempt {job.attempt}",
-                             lambda c: end(c, job.job_id, job.attempt, self.worker_id, outcome),
+    def _record(self, job: Fetched, outcome: Outcome, stopped: float | None = None) -> Outcome:
+        def end(c: Any) -> Outcome:
+            if not self.fenced:  # the zombie_worker bug
+                return ledger.end_attempt_unfenced(c, job.job_id, job.attempt, self.worker_id,
+                                                   outcome)
+            return ledger.end_attempt(c, job.job_id, job.attempt, self.worker_id, outcome,
+                                      stopped=stopped)
+
+        return self._persist(f"{job.job_id}: record outcome of attempt {job.attempt}", end,
                              stop=self.shutdown.bookkeeping_over)
 
-    def _finish(self, job: Fetched, outcome: Outcome) -> None:
-        stands = self._record(job, outcome)
+    def _stop(self, job: Fetched, stopped: float) -> None:
+        """Record when the attempt's process ended, when there is no outcome to record."""
+        self._persist(f"{job.job_id}: record the stop of attempt {job.attempt}",
+                      lambda c: ledger.stop_attempt(c, job.job_id, job.attempt, self.worker_id,
+                                                    stopped),
+                      stop=self.shutdown.bookkeeping_over)
+
+    def _finish(self, job: Fetched, outcome: Outcome, stopped: float | None = None) -> None:
+        """Record the outcome (and ``stopped``, when the attempt's process ended), then settle;
+        an outcome a reaper recorded first stands, and the stop is recorded all the same."""
+        stands = self._record(job, outcome, stopped)
         settled = self._settle(job, DISPOSITION[stands.status], stands)
         what = stands.status + (f" ({stands.reason}: {stands.detail})" if stands.reason else "")
         if settled:

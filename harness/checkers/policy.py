@@ -85,6 +85,8 @@ class Policy:
     final_reasons: frozenset[str] = frozenset()
     # Whether the worker keeps a dead letter queue its probe reports (``state`` dead).
     dead_letter: bool = True
+    # Whether the worker declares that two attempts of one job may run at the same time.
+    concurrent_attempts: bool = False
     # Anomalies kept per kind per checker (counts are always complete).
     sample_limit: int = 10
     # The longest a live, idle worker may leave ready work waiting (None: two leases, at

@@ -1,13 +1,25 @@
-"""Were retries bounded and spaced as the policy says? Cost: O(n).
+"""Were retries bounded and spaced as the policy says, and did no two attempts of one job
+run at the same time? Cost: O(n).
 
 Attempts of one job are taken in order of their start (``at``). Retry ``n`` (the attempt
-after the ``n``-th) must start no sooner than the backoff allows after attempt ``n`` ended:
-``backoff.min_delay(n) * (1 - hammer_tolerance) - hammer_slack``. A pair whose first attempt
-has no end (its process died; the lease decides when it runs again) is not judged, except
-that no attempt may start while another of the same job is still running.
+after the ``n``-th) must start no sooner than the backoff allows after attempt ``n`` ended
+(its outcome row, ``ended``): ``backoff.min_delay(n) * (1 - hammer_tolerance) -
+hammer_slack``. A pair whose first attempt has no outcome (its process died; the lease decides
+when it runs again), or whose outcome was recorded only after the retry began, is not judged
+for backoff.
+
+Overlap is judged on when each attempt really stopped, never on its outcome row (a reaper may
+write ``lease_lost`` while the attempt still runs elsewhere): its worker's ``stopped``, or
+else the time of a nemesis ``kill`` of its worker that found it in flight. An attempt whose
+stop is not known is not judged (counted as ``stops_unknown``). An attempt frozen by a nemesis
+``pause`` that stops within one lease of its resume (it found the lease it lost while frozen)
+counts as stopped when it was frozen. Unless the policy allows concurrent attempts, an attempt
+that starts before an earlier attempt of the same job stopped is ``overlapping``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from harness.checkers.facts import facts
 from harness.checkers.findings import Findings
@@ -16,7 +28,10 @@ from harness.checkers.policy import Policy
 from harness.history import ATTEMPT, DISPATCH, History
 
 NAME = "retries"
-KINDS = ("retry_bound", "hammering")
+KINDS = ("retry_bound", "hammering", "overlapping")
+
+# (job, attempt, worker) as the attempt op and the nemesis' ``params.inflight`` name it.
+_Key = tuple[Any, Any, Any]
 
 
 def check_retries(history: History, policy: Policy) -> CheckResult:
@@ -34,7 +49,7 @@ def check_retries(history: History, policy: Policy) -> CheckResult:
             out.add("retry_bound", c, f"{counts[c]} attempts, at most {policy.max_tries} allowed",
                     proof[c], evidence=(DISPATCH,))
 
-    # hammering: a retry sooner than the backoff (or while the last attempt still ran).
+    # hammering: a retry sooner than the backoff after the failure was recorded.
     tol, slack, backoff = 1.0 - policy.hammer_tolerance, policy.hammer_slack, policy.backoff
     floor = [0.0] + [backoff.min_delay(n) * tol - slack for n in range(1, most + 1)]
     judged = 0
@@ -42,19 +57,90 @@ def check_retries(history: History, policy: Policy) -> CheckResult:
         for n in range(1, len(runs)):
             start, _, _, i = runs[n]
             _prev_start, prev_end, prev_status, p = runs[n - 1]
-            if prev_end is None:
+            if prev_end is None or start < prev_end:
                 continue
             judged += 1
             gap = start - prev_end
-            if gap < 0:
-                out.add("hammering", c, f"attempt {n + 1} started {-gap:.3f} s before attempt "
-                        f"{n} ended", [p, i])
-            elif prev_status != "completed" and gap < floor[n]:
+            if prev_status != "completed" and gap < floor[n]:
                 out.add("hammering", c, f"retry {n} came {gap:.3f} s after the failure; the "
                         f"backoff allows no less than {max(floor[n], 0.0):.3f} s", [p, i])
+
+    overlaps_judged, stops_unknown = _overlapping(history, policy, fx.runs, out)
 
     undecided = None
     if n_attempts == 0 and (fx.n_completed or fx.reported_dead):
         undecided = "no attempt records: retry bound and backoff cannot be checked"
     return out.result(undecided=undecided, attempts=n_attempts, retried_jobs=len(fx.runs),
-                      retry_gaps_judged=judged)
+                      retry_gaps_judged=judged, overlaps_judged=overlaps_judged,
+                      stops_unknown=stops_unknown)
+
+
+def _overlapping(history: History, policy: Policy,
+                 runs: dict[int, list[tuple[Any, Any, Any, int]]], out: Findings
+                 ) -> tuple[int, int]:
+    """Report attempts that started before an earlier attempt of their job stopped; return
+    (attempts judged against an earlier stop, attempts whose stop is not known)."""
+    if not runs:
+        return 0, 0
+    if policy.concurrent_attempts:
+        out.notes.append("the worker declares concurrent attempts: overlap not judged")
+        return 0, 0
+    killed, paused = _struck(history)
+    values = history.values
+    judged = unknown = 0
+    for c, attempts in runs.items():
+        latest: tuple[float, int, tuple[int, ...]] | None = None  # (stop, op, proof)
+        for start, _, _, i in attempts:
+            v = values[i]
+            if latest is not None:
+                judged += 1
+                stop, p, proof = latest
+                if start < stop:
+                    was = values[p]
+                    out.add("overlapping", c,
+                            f"attempt {v.get('attempt', '?')} ({v.get('worker', '?')}) started "
+                            f"{stop - start:.3f} s before attempt {was.get('attempt', '?')} "
+                            f"({was.get('worker', '?')}) stopped", [p, i, *proof])
+            key = (v.get("job"), v.get("attempt"), v.get("worker"))
+            stopped = _stop(v, killed.get(key), paused.get(key, ()), policy.lease)
+            if stopped is None:
+                unknown += 1
+            elif latest is None or stopped[0] > latest[0]:
+                latest = (stopped[0], i, stopped[1])
+    return judged, unknown
+
+
+def _stop(value: dict[str, Any], killed: tuple[float, int] | None,
+          paused: tuple[tuple[float, float | None, int], ...], lease: float
+          ) -> tuple[float, tuple[int, ...]] | None:
+    """When the attempt really stopped, and the fault ops that say so (None: not known)."""
+    recorded = value.get("stopped")
+    proof: tuple[int, ...]
+    if isinstance(recorded, int | float):
+        stop, proof = float(recorded), ()
+    elif killed is not None:
+        stop, proof = killed[0], (killed[1],)
+    else:
+        return None
+    for frozen, resumed, op in paused:
+        if resumed is not None and resumed <= stop <= resumed + lease:
+            return frozen, (*proof, op)
+    return stop, proof
+
+
+def _struck(history: History) -> tuple[dict[_Key, tuple[float, int]],
+                                       dict[_Key, tuple[tuple[float, float | None, int], ...]]]:
+    """The attempts the nemesis found in flight when it SIGKILLed their worker (-> the time
+    and inject op) or froze it (-> each pause's start, resume and inject op)."""
+    killed: dict[_Key, tuple[float, int]] = {}
+    paused: dict[_Key, tuple[tuple[float, float | None, int], ...]] = {}
+    for span in history.fault_spans():
+        if span.kind not in ("kill", "pause"):
+            continue
+        for a in span.inflight:
+            key = (a.get("job"), a.get("attempt"), a.get("worker"))
+            if span.kind == "kill":
+                killed.setdefault(key, (span.start, span.inject))
+            else:
+                paused[key] = (*paused.get(key, ()), (span.start, span.end, span.inject))
+    return killed, paused

@@ -33,7 +33,8 @@ HEAL: Final = "heal"  # nemesis, info: {fault, target, kind, params}
 DRAIN: Final = "drain"  # observer: invoke {deadline} -> ok {pending: 0} / info {pending: n}
 EFFECT: Final = "effect"  # observer, ok: {job, step, kind, ref?, at?}
 OUTCOME: Final = "outcome"  # observer, ok: {job, status, reason?, attempt?, worker?, at?}, one per row
-ATTEMPT: Final = "attempt"  # observer, ok: {job, attempt?, worker?, at, ended?, status?, reason?}
+ATTEMPT: Final = "attempt"  # observer, ok: {job, attempt?, worker?, at, ended?, status?, reason?,
+#                                             stopped?}
 PROBE: Final = "probe"  # observer, ok: {available, reason?}
 STATE: Final = "state"  # observer, ok: {job, state, worker?, reason?, detail?, at?}
 LOCK: Final = "lock"  # observer, ok: {key, job?, holder?, ttl, age?}
@@ -90,9 +91,9 @@ class Op:
 _SHOWN_KEYS: Final = (
     "job", "step", "kind", "status", "reason", "state", "attempt", "at", "ended",
     "worker", "key", "holder", "ttl", "age", "fault", "target", "available", "pending",
-    "deadline", "error",
+    "deadline", "error", "stopped",
 )
-_TIME_KEYS: Final = frozenset({"at", "ended"})
+_TIME_KEYS: Final = frozenset({"at", "ended", "stopped"})
 
 
 def describe_value(value: Any, width: int = 120, origin: float | None = None) -> str:

@@ -81,12 +81,16 @@ def reported_outcome(job: JobId, status: OutcomeStatus, *, reason: FailureReason
 
 def attempt_record(job: JobId, *, at: float, ended: float | None = None,
                    status: OutcomeStatus | None = None, reason: FailureReason | None = None,
-                   attempt: int | None = None, worker: str | None = None) -> Observation:
+                   attempt: int | None = None, worker: str | None = None,
+                   stopped: float | None = None) -> Observation:
     """One attempt to run ``job``: started ``at``; if an outcome row ended it, ``ended`` and
     that row's ``status`` (``completed``, ``retrying``, ``dead``) and failure ``reason``. An
-    attempt whose process died before writing one has none of them."""
+    attempt whose process died before writing one has none of them. ``stopped``: when the
+    attempt's process really ended, as its worker recorded it (None: not known; a reaper's
+    outcome row may be written while the attempt still runs)."""
     return Observation(ATTEMPT, _clean(job=job, attempt=attempt, worker=worker, at=at,
-                                       ended=ended, status=status, reason=reason))
+                                       ended=ended, status=status, reason=reason,
+                                       stopped=stopped))
 
 
 def probe_status(available: bool, reason: str | None = None) -> Observation:

@@ -21,6 +21,8 @@ class RunPolicy(Policy):
     effect kind (``db_write`` exactly once, ``email`` at least once unless amended)."""
 
     guarantees: Mapping[str, Guarantee] = field(default_factory=lambda: DEFAULT_GUARANTEES)
+    # The worker declares that two attempts of one job may run at the same time.
+    concurrent_attempts: bool = False
 
     def tuned(self, **changes: Any) -> RunPolicy:
         """A copy with ``changes``; ``guarantees`` given here amend the current ones."""
@@ -35,7 +37,8 @@ class RunPolicy(Policy):
     def for_checkers(self) -> CheckPolicy:
         """The checkers' policy, derived from this one."""
         return CheckPolicy.for_worker(self, jitter=BACKOFF_JITTER,
-                                      guarantees={**DEFAULT_GUARANTEES, **self.guarantees})
+                                      guarantees={**DEFAULT_GUARANTEES, **self.guarantees},
+                                      concurrent_attempts=self.concurrent_attempts)
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}

@@ -113,3 +113,23 @@ def test_smtp_refusing_fails_the_attempt_and_dead_letters(chaos_connections, job
         tables.wait_terminal(["unsent"], timeout=10)
     assert [(o.status, o.reason) for o in tables.outcomes("unsent")] == [
         ("retrying", "exception"), ("dead", "exception")]
+
+
+def test_an_attempt_cut_off_from_redis_stops_before_its_lease_can_expire(
+        chaos_connections, jobchaos_stack, jobchaos_artifacts, tables):
+    # A worker that cannot renew its lease must stop the attempt before the lease can expire:
+    # a reaper may then hand the job to another worker, and two attempts must never overlap.
+    p = policy(job_timeout=8.0, lease=1.5)
+    with WorkerPool(chaos_connections, p, size=1, logdir=jobchaos_artifacts):
+        send(chaos_connections, job("cut", sleep(4.0), db_write()))
+        wait_until(lambda: tables.attempts("cut"), timeout=10, what="'cut' to start")
+        with jobchaos_stack.redis.stopped():
+            cut = time.time()
+            [outcome] = wait_until(lambda: tables.outcomes("cut"), timeout=3 * p.lease,
+                                   what="the attempt to stop itself")
+            [attempt] = tables.attempts("cut")
+    assert (outcome.status, outcome.reason) == ("retrying", "killed")
+    assert "not renewed" in (outcome.detail or ""), outcome.detail
+    # Every lease Redis granted was granted before the cut: none could expire sooner.
+    assert attempt.stopped_at is not None and attempt.stopped_at.timestamp() < cut + p.lease
+    assert tables.effects("cut") == []

@@ -71,13 +71,24 @@ class Builder:
     # observer --------------------------------------------------------------------------
     def attempt(self, job: str, at: float, ended: float | None = None,
                 status: str | None = "completed", n: int | None = None,
-                reason: str | None = None) -> int:
+                reason: str | None = None, *, stopped: float | None = None,
+                worker: str = "worker-1") -> int:
         """An attempt; one that failed (status ``retrying`` or ``dead``) has reason
-        ``exception`` unless another is given."""
+        ``exception`` unless another is given; ``stopped``: when its process ended."""
         if status in ("retrying", "dead") and reason is None:
             reason = "exception"
         return self.observe(attempt_record(job, at=at, ended=ended, status=status,  # type: ignore[arg-type]
-                                           reason=reason, attempt=n, worker="worker-1"))  # type: ignore[arg-type]
+                                           reason=reason, attempt=n, worker=worker,  # type: ignore[arg-type]
+                                           stopped=stopped))
+
+    def strike(self, phase: str, fault: str, kind: str, target: str = "worker-1",
+               inflight: Sequence[tuple[str, int, str]] = ()) -> int:
+        """A nemesis worker fault (``kill``, ``pause``) with the attempts it found in flight,
+        ``(job, attempt, worker)`` each."""
+        assert phase in (INJECT, HEAL)
+        params = {"inflight": [{"job": j, "attempt": n, "worker": w} for j, n, w in inflight]}
+        return self.op("info", NEMESIS, phase,
+                       {"fault": fault, "target": target, "kind": kind, "params": params})
 
     def effect(self, job: str, step: int, kind: str = "db_write", at: float | None = None) -> int:
         return self.observe(effect(job, step, kind, at=at))  # type: ignore[arg-type]
@@ -109,7 +120,7 @@ def run(b: Builder, job: str, steps: Sequence[str | dict[str, Any]], *, start: f
     tries = failures + (1 if status == "completed" else 0)
     for n in range(1, tries + 1):
         end = "retrying" if n < tries else status
-        b.attempt(job, at, at + 0.01, end, n)
+        b.attempt(job, at, at + 0.01, end, n, stopped=at + 0.01)
         at += 0.01 + gap
     if status == "completed":
         for n, kind in enumerate(steps_of(*steps)):

@@ -162,7 +162,7 @@ def test_a_correct_fault_free_run_is_never_invalid(js: list[Job], rnd: random.Ra
 
 PLANTS = ["lost", "stuck", "duplicated", "unexpected", "unsuccessful_completion", "regressed",
           "retry_bound", "hammering", "unaccounted_failure", "lock_leaked", "recovered",
-          "unresolved"]
+          "unresolved", "overlapping"]
 
 
 def plant(run: Run, kind: str, rnd: random.Random) -> str | None:
@@ -199,6 +199,11 @@ def plant(run: Run, kind: str, rnd: random.Random) -> str | None:
         first = min(run.rows[k][3]["at"] for k in run.rows_of(j.id, "attempt"))
         run.observe("attempt", {"job": j.id, "at": first - 0.2, "ended": first - 0.01,
                                 "status": "retrying", "reason": "exception"})
+    elif kind == "overlapping":  # an earlier attempt still running when the first began
+        first = min(run.rows[k][3]["at"] for k in run.rows_of(j.id, "attempt"))
+        run.observe("attempt", {"job": j.id, "at": first - 100.0, "ended": first - 99.0,
+                                "status": "retrying", "reason": "lease_lost",
+                                "stopped": first + 0.5})
     elif kind == "recovered":
         k = next(k for k, r in enumerate(run.rows) if r[0] == "ok" and r[2] == DISPATCH
                  and r[3]["job"] == j.id)

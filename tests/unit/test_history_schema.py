@@ -51,7 +51,8 @@ def recorded(path: Path) -> Path:
             effects=[("a", 0, 1, 3.5)],
             outcomes=[("a", 1, "worker-2", "retrying", "killed", 2.0),
                       ("a", 2, "worker-1", "completed", None, 3.6),
-                      ("c", 1, "worker-1", "dead", "memory", 4.5)])))
+                      ("c", 1, "worker-1", "dead", "memory", 4.5)],
+            stopped={("a", 2, "worker-1"): 3.55, ("c", 1, "worker-1"): 4.4})))
         rec.observe(sink_message("a", 1, ref="0", at=3.5), effect_row(7, 0))
         rec.observe(*probe_observations(contract.ProbeState(
             queued=("q",), scheduled=("s",), leased=(contract.Lease("l", "worker-1", 1.0),),
