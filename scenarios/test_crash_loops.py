@@ -67,7 +67,7 @@ def assert_dead_after_every_try(h: History, job_id: str, max_tries: int, reason:
     assert sorted(a["attempt"] for a in attempts) == list(range(1, max_tries + 1)), attempts
     assert {a.get("reason") for a in attempts} == {reason}, attempts
     outcomes = [op.value for op in h.of_job(job_id) if op.f == OUTCOME]
-    assert [o["status"] for o in outcomes] == ["dead"], outcomes
+    assert [o["status"] for o in outcomes] == ["retrying"] * (max_tries - 1) + ["dead"], outcomes
 
 
 def _attempts(h: History, job_id: str) -> list[dict[str, Any]]:

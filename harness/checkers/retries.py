@@ -130,16 +130,17 @@ def _stop(value: dict[str, Any], killed: tuple[float, int] | None,
 
 def _struck(history: History) -> tuple[dict[_Key, tuple[float, int]],
                                        dict[_Key, tuple[tuple[float, float | None, int], ...]]]:
-    """The attempts the nemesis found in flight when it SIGKILLed their worker (-> the time
-    and inject op) or froze it (-> each pause's start, resume and inject op)."""
+    """The attempts the nemesis found in flight when it SIGKILLed their worker (``kill``,
+    ``kill_host``; -> the time and inject op) or froze it (-> each pause's start, resume and
+    inject op)."""
     killed: dict[_Key, tuple[float, int]] = {}
     paused: dict[_Key, tuple[tuple[float, float | None, int], ...]] = {}
     for span in history.fault_spans():
-        if span.kind not in ("kill", "pause"):
+        if span.kind not in ("kill", "kill_host", "pause"):
             continue
         for a in span.inflight:
             key = (a.get("job"), a.get("attempt"), a.get("worker"))
-            if span.kind == "kill":
+            if span.kind != "pause":  # a SIGKILL of the whole worker
                 killed.setdefault(key, (span.start, span.inject))
             else:
                 paused[key] = (*paused.get(key, ()), (span.start, span.end, span.inject))
