@@ -27,7 +27,8 @@ EXPECTED: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "no_reaper": (("test_worker_crash.py::test_sigkill_between_effect_and_ack",), ("stuck",)),
     "timeout_skips_failed_hook": (("test_timeout.py",), ("lost", "unresolved")),
     "memory_kill_unrecorded": (("test_memory.py",), ("lost", "unresolved")),
-    "effects_not_idempotent": (("test_worker_crash.py::test_sigkill_between_effect_and_ack",),
+    "effects_not_idempotent": (("test_worker_crash.py::test_sigkill_between_effect_and_ack",
+                                "test_server_restarts.py::test_postgres_restart_mid_run"),
                                ("duplicated",)),
     "status_before_effects": (("test_database_link.py::test_postgres_link_fault_during_effects"
                                "_and_status_writes[down]",), ("unsuccessful_completion",)),
@@ -37,8 +38,13 @@ EXPECTED: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "swallow_smtp_errors": (("test_smtp_link.py::test_smtp_link_fault[down]",),
                             ("unsuccessful_completion",)),
     "lease_shorter_than_timeout": (("test_lease.py",), ("duplicated",)),
-    "no_dedupe": (("test_duplicate_dispatch.py::test_same_id_dispatched_twice_concurrently",),
+    "no_dedupe": (("test_duplicate_dispatch.py::test_same_id_dispatched_twice_concurrently",
+                   "test_server_restarts.py::test_redis_crash_with_append_only_file_loses_nothing"),
                   ("duplicated",)),
+    # Redis comes back empty: the jobs running then are lost too, beyond those only Redis held
+    # (the scenario expects lost for those; it fails when any other job is lost).
+    "no_lease_restore": (("test_server_restarts.py::test_redis_restart_without_persistence_"
+                          "loses_exactly_the_waiting_jobs",), ("lost",)),
 }
 
 

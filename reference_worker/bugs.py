@@ -30,6 +30,8 @@ BUGS: Final[Mapping[str, str]] = MappingProxyType({
     "lease_shorter_than_timeout": "lease = job_timeout / 2 and no heartbeat: a running job is "
                                   "handed to a second worker",
     "no_dedupe": "run a duplicate dispatch of a job id again",
+    "no_lease_restore": "a lease Redis forgot (a restart) counts as lost and the job's settle "
+                        "is refused: the attempt is abandoned and the job never handed back",
 })
 
 

@@ -41,6 +41,7 @@ def every_kind() -> Plan:
                 dispatch("b", after(at=1.0), through_proxy=True, timeout=0.2),
                 redispatch("a"),
                 restart_server("redis", down=0.2),
+                restart_server("redis", after(effects=1), down=0.1, crash=True),
                 Event("kill_job", "busy"))
 
 
@@ -52,6 +53,7 @@ def test_a_plan_of_every_kind_round_trips_through_json():
     assert "after 2 effects +0.05s: SIGKILL worker busy for 0.10s" in text
     assert "t+0.50s: SIGSTOP worker 0 for 0.40s" in text
     assert "after 1 jobs finished: latency on link redis ms=200 for 1.00s" in text
+    assert "after 1 effects: restart server redis crash=True for 0.10s" in text
 
 
 @pytest.mark.parametrize("make, message", [
