@@ -61,12 +61,16 @@ def redis_restart_plan(chaos: ChaosRun, p: Profile, *, crash: bool) -> Plan:
 
 
 def postgres_restart_plan(chaos: ChaosRun, p: Profile) -> Plan:
-    """Jobs with an effect before and after a pause; PostgreSQL restarts just after the first
-    effect and stays down longer than a job may run, so the attempts in flight fail (their
-    next write meets a server shutting down) or time out, and are retried."""
+    """Jobs with an effect before and after a pause (one per worker, first) and quick ones
+    behind them; PostgreSQL restarts just after the first effect and stays down longer than a
+    job may run, so the attempts in flight fail (their next write meets a server shutting
+    down) or time out, and are retried."""
     t = chaos.policy.job_timeout
-    jobs = [job(f"pg-{i}", db_write(), sleep(t / 2), db_write(), email()) for i in range(p.jobs)]
-    return plan(p.workers, jobs,
+    paused = [job(f"pg-paused-{i}", db_write(), sleep(t / 2), db_write(), email())
+              for i in range(p.workers)]
+    quick = [job(f"pg-{i}", db_write(), db_write(), email())
+             for i in range(max(2, p.jobs - p.workers))]
+    return plan(p.workers, paused + quick,
                 restart_server("postgres", after(effects=1, delay=t / 10), down=t * 1.5))
 
 
@@ -107,8 +111,10 @@ def assert_lost_exactly_what_only_redis_held(judgement: Judgement) -> None:
     assert restart.inflight, "no attempt was running at the restart: no survivor to check"
     failures = {a.kind for a in result.anomalies if a.severity == "failure"}
     assert result.validity is Validity.INVALID and failures == {"lost"}, judgement.text
+    # One lost anomaly per job (samples are capped; the count is not), none outside the
+    # expected set, and every other job completed (below): lost is exactly the expected set.
     lost = {str(a.job) for a in result.of_kind("lost")}
-    assert lost == expected and result.counts["lost"] == len(expected), judgement.text
+    assert lost <= expected and result.counts["lost"] == len(expected), judgement.text
     for a in result.of_kind("lost"):
         assert h.faults_active(a.ops, job=a.job) == [restart], f"{a.job}: not the restart"
     dispatched = {str(h.jobs[i]) for i in h.indices("dispatch")}
@@ -121,7 +127,11 @@ def assert_lost_exactly_what_only_redis_held(judgement: Judgement) -> None:
 
 @pytest.mark.jobchaos_redis(persistence="always")
 def test_redis_crash_with_append_only_file_loses_nothing(chaos, jobchaos_profile):
-    chaos.check(redis_restart_plan(chaos, jobchaos_profile, crash=True))
+    judgement = chaos.check(redis_restart_plan(chaos, jobchaos_profile, crash=True))
+    restart = the_restart(judgement.history, "redis")
+    assert restart.params["crash"] is True
+    # Valid, with jobs waiting only in Redis when it was killed: the append-only file kept them.
+    assert only_in_redis(judgement.history, restart), "nothing was waiting in Redis"
 
 
 @pytest.mark.jobchaos_redis(persistence="none")

@@ -49,7 +49,7 @@ def test_no_lease_restore_loses_the_jobs_running_at_an_empty_restart(chaos, jobc
     assert result.validity is Validity.INVALID and failure_kinds(judgement) == {"lost"}, (
         judgement.text)
     assert running and running <= lost, f"running at the restart {running}, lost {lost}"
-    assert lost == only_in_redis(h, restart) | running, judgement.text
+    assert lost <= only_in_redis(h, restart) | running, judgement.text
 
 
 @pytest.mark.jobchaos_redis(persistence="always")
