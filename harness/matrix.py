@@ -27,7 +27,8 @@ EXPECTED: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "no_reaper": (("test_worker_crash.py::test_sigkill_between_effect_and_ack",), ("stuck",)),
     "timeout_skips_failed_hook": (("test_timeout.py",), ("lost", "unresolved")),
     "memory_kill_unrecorded": (("test_memory.py",), ("lost", "unresolved")),
-    "effects_not_idempotent": (("test_worker_crash.py::test_sigkill_between_effect_and_ack",),
+    "effects_not_idempotent": (("test_worker_crash.py::test_sigkill_between_effect_and_ack",
+                                "test_server_restarts.py::test_postgres_restart_mid_run"),
                                ("duplicated",)),
     "status_before_effects": (("test_database_link.py::test_postgres_link_fault_during_effects"
                                "_and_status_writes[down]",), ("unsuccessful_completion",)),
@@ -37,8 +38,6 @@ EXPECTED: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "swallow_smtp_errors": (("test_smtp_link.py::test_smtp_link_fault[down]",),
                             ("unsuccessful_completion",)),
     "lease_shorter_than_timeout": (("test_lease.py",), ("duplicated", "overlapping")),
-    "no_dedupe": (("test_duplicate_dispatch.py::test_same_id_dispatched_twice_concurrently",),
-                  ("duplicated",)),
     "stop_consuming_after_link_error": (("test_redis_link.py::test_a_worker_cut_off_resumes_"
                                          "consuming_after_the_heal",), ("stalled",)),
     "shutdown_drops_job": (("test_graceful_shutdown.py",), ("dropped_on_shutdown",)),
@@ -47,6 +46,13 @@ EXPECTED: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "reclaim_not_counted": (("test_crash_loops.py::test_a_job_that_kills_its_worker_is_dead_"
                              "lettered_after_max_tries",), ("retry_bound",)),
     "zombie_worker": (("test_worker_cut_off.py", "test_pause.py"), ("duplicated", "regressed")),
+    "no_dedupe": (("test_duplicate_dispatch.py::test_same_id_dispatched_twice_concurrently",
+                   "test_server_restarts.py::test_redis_crash_with_append_only_file_loses_nothing"),
+                  ("duplicated",)),
+    # Redis comes back empty: the jobs running then are lost too, beyond those only Redis held
+    # (the scenario expects lost for those; it fails when any other job is lost).
+    "no_lease_restore": (("test_server_restarts.py::test_redis_restart_without_persistence_"
+                          "loses_exactly_the_waiting_jobs",), ("lost",)),
 }
 
 

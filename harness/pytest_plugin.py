@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from harness.nemesis.replay import Replay
     from harness.run import ChaosRun, Profile, RunBuilder
     from harness.run.world import WorkerSpec
+    from harness.services.redis import Persistence
     from harness.services.stack import SinkView, Stack
 
 CONFIG_KEY = pytest.StashKey[Config]()
@@ -65,6 +66,10 @@ def pytest_configure(config: pytest.Config) -> None:
             config.stash[REPLAY_KEY] = load(cfg.replay)
     for plugin in PLUGINS:
         config.pluginmanager.import_plugin(plugin)
+    config.addinivalue_line(
+        "markers", "jobchaos_redis(persistence): each scenario run of the test gets a Redis "
+        "server of its own, with persistence 'always' (append-only, fsync every write) or "
+        "'none' (a restart forgets everything); for scenarios that restart Redis")
     _raise_on_sigterm()
 
 
@@ -291,9 +296,26 @@ def jobchaos_runs(
         worker_links=request.getfixturevalue("jobchaos_worker_links"), namespace=jobchaos_namespace,
         artifacts=jobchaos_artifacts, worker=_worker_spec(jobchaos_config), seed=jobchaos_seed,
         replay=request.config.stash.get(REPLAY_KEY, None),
-        reproduce=_reproduce(jobchaos_config, jobchaos_seed), shrink=jobchaos_config.shrink)
+        reproduce=_reproduce(jobchaos_config, jobchaos_seed), shrink=jobchaos_config.shrink,
+        own_redis=_own_redis(request))
     request.node.stash[BUILDER_KEY] = builder
     return builder
+
+
+def _own_redis(request: pytest.FixtureRequest) -> Persistence | None:
+    """The persistence of the test's own Redis server (``jobchaos_redis`` marker), if any."""
+    from harness.run.dedicated import MARKER
+    from harness.services.redis import PERSISTENCE
+
+    marker = request.node.get_closest_marker(MARKER)
+    if marker is None:
+        return None
+    persistence = marker.kwargs.get("persistence", marker.args[0] if marker.args else "none")
+    if persistence not in PERSISTENCE:
+        raise pytest.UsageError(f"@pytest.mark.{MARKER}(persistence={persistence!r}) on "
+                                f"{request.node.nodeid}: persistence must be one of "
+                                f"{', '.join(map(repr, PERSISTENCE))}")
+    return persistence  # type: ignore[no-any-return]
 
 
 @pytest.fixture

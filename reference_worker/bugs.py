@@ -40,6 +40,8 @@ BUGS: Final[Mapping[str, str]] = MappingProxyType({
     "zombie_worker": "back from a pause or a cut, record the outcome and settle without "
                      "checking the lease is still ours: a job another worker reran is completed "
                      "twice, or a finished job is put back on the queue",
+    "no_lease_restore": "a lease Redis forgot (a restart) counts as lost and the job's settle "
+                        "is refused: the attempt is abandoned and the job never handed back",
 })
 
 

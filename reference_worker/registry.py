@@ -70,8 +70,10 @@ def lock_holder_job(holder: str) -> str:
 class Registry:
     """One queue's Redis state, as seen by one worker."""
 
-    def __init__(self, client: redis.Redis, queue: str, worker: str) -> None:
+    def __init__(self, client: redis.Redis, queue: str, worker: str, *,
+                 restore: bool = True) -> None:
         self.client = client
+        self.restore = restore  # heartbeat and settle put back a job Redis has forgotten
         self.keys = Keys(queue)
         self.worker = worker
         self._keys = scripts.key_list(self.keys)
@@ -108,6 +110,7 @@ class Registry:
         return int(self._heartbeat(self._keys, [
             job.job_id, job.token, _ms(lease), job.lock_key, job.lock_holder,
             0 if lock_ttl is None else _ms(lock_ttl), job.payload, job.attempt,
+            1 if self.restore else 0,
         ]))
 
     def settle(self, job_id: str, token: str, disposition: Disposition, *, payload: str,
@@ -118,6 +121,7 @@ class Registry:
         reply = self._settle(self._keys, [
             job_id, token, disposition, payload, attempt, _ms(delay),
             json.dumps(dead or {}), lock_key, lock_holder, "1" if force else "0",
+            1 if self.restore else 0,
         ])
         return _text(reply) == "ok"
 

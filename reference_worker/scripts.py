@@ -91,8 +91,10 @@ return {'job', raw, attempt, now + lease_ms}
 """
 
 # Extend the lease (and the uniqueness lock) of an attempt that still owns its job. If Redis
-# forgot the job entirely (a restart without persistence), put the lease back.
-# ARGV: id, token, lease_ms, lock_key ('' none), lock_holder, lock_ttl_ms, payload, attempt
+# forgot the job entirely (a restart without persistence), put the lease back (unless
+# restore is 0: then a forgotten lease counts as lost).
+# ARGV: id, token, lease_ms, lock_key ('' none), lock_holder, lock_ttl_ms, payload, attempt,
+#       restore (1/0)
 # -> 1 extended | 2 restored | 0 lost (reclaimed, or owned by another attempt)
 HEARTBEAT: Final = _HEADER + """
 local id, token, lease_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -100,7 +102,7 @@ local lock, holder, lock_ttl_ms = ARGV[4], ARGV[5], tonumber(ARGV[6])
 local owner = redis.call('HGET', owners, id)
 local result = 1
 if owner ~= token then
-  if owner or redis.call('HEXISTS', state, id) == 1 then return 0 end
+  if owner or redis.call('HEXISTS', state, id) == 1 or ARGV[9] == '0' then return 0 end
   redis.call('HSET', jobs, id, ARGV[7])
   redis.call('HSET', owners, id, token)
   redis.call('HSET', state, id, 'leased')
@@ -119,16 +121,17 @@ return result
 """
 
 # End an attempt's hold on its job: done, scheduled for retry, or dead-lettered. Only the
-# attempt that owns the lease may do it (or anyone, for a job Redis has forgotten). The
-# uniqueness lock is released only if this attempt holds it.
+# attempt that owns the lease may do it (or anyone, for a job Redis has forgotten, unless
+# restore is 0). The uniqueness lock is released only if this attempt holds it.
 # ARGV: id, token, disposition (done|retry|dead), payload, attempt, delay_ms, dead_json,
 #       lock_key ('' none), lock_holder, force ('1': skip the ownership check; only the
-#       zombie_worker bug switch sets it)
+#       zombie_worker bug switch sets it), restore (1/0)
 # -> 'ok' | 'not_owner'
 SETTLE: Final = _HEADER + """
 local id, token, disposition = ARGV[1], ARGV[2], ARGV[3]
 local owner = redis.call('HGET', owners, id)
-if ARGV[10] ~= '1' and owner ~= token and (owner or redis.call('HEXISTS', state, id) == 1) then
+if ARGV[10] ~= '1' and owner ~= token
+    and (owner or redis.call('HEXISTS', state, id) == 1 or ARGV[11] == '0') then
   return 'not_owner'
 end
 redis.call('ZREM', leases, id)

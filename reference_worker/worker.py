@@ -93,8 +93,15 @@ class Worker:
             # after its visibility timeout (SQS) or lease (Redis reliable queues) handed it to
             # another worker: the late result is written and acknowledged regardless.
             self.fenced = False
+        restore = True  # a job Redis forgot (a restart without persistence) is put back
+        if bugs.on("no_lease_restore"):
+            # Origin: Bull's moveToFinished fails with "Missing key for job X finished" or
+            # "Missing lock for job X finished" when Redis no longer holds the job or its lock
+            # (OptimalBits/bull #1341, #1594; an empty restart, a failover, an eviction): the
+            # running job is then neither completed nor retried, and no one hands it back.
+            restore = False
         self.registry = Registry(registry.connect(conn.redis_url, self.io_timeout), conn.queue,
-                                 worker_id)
+                                 worker_id, restore=restore)
         self.db = postgres_link(conn.database_url, self.io_timeout)
         self.shutdown = Shutdown(policy.shutdown_grace)
         self.stalled = False  # only ever set by the stop_consuming_after_link_error bug
@@ -107,7 +114,8 @@ class Worker:
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
         self.heartbeat = Heartbeat(
-            Registry(registry.connect(conn.redis_url, self.io_timeout), conn.queue, worker_id),
+            Registry(registry.connect(conn.redis_url, self.io_timeout), conn.queue, worker_id,
+                     restore=restore),
             lease=self.lease, lock_ttl=self.lock_ttl, wake=self._wake)
         self.effects = EffectsThread(postgres_link(conn.database_url, self.io_timeout), worker_id)
         self.reaper = Reaper(self.registry, self.db, policy, worker_id, bugs)

@@ -191,8 +191,11 @@ class History(Sequence[Op]):
         at = v.get("at") if isinstance(v, dict) else None
         return float(at) if isinstance(at, int | float) else self.walls[i]
 
-    def faults_active(self, indices: Iterable[int]) -> list[FaultSpan]:
-        """Faults active at any time between the earliest and latest event of these ops."""
+    def faults_active(self, indices: Iterable[int], *, job: JobId | None = None
+                      ) -> list[FaultSpan]:
+        """Faults active at any time between the earliest and latest event of these ops;
+        with ``job``, those aimed at another job of the history (a redispatch of it) are left
+        out: they are not what happened to this one."""
         times = []
         for i in indices:
             if self.fs[i] in (INJECT, HEAL):
@@ -204,7 +207,9 @@ class History(Sequence[Op]):
         if not times:
             return []
         lo, hi = min(times), max(times)
-        return [s for s in self.fault_spans() if s.start <= hi and (s.end is None or s.end >= lo)]
+        others = set() if job is None else {str(j) for j in self.job_ids} - {str(job)}
+        return [s for s in self.fault_spans() if s.start <= hi and (s.end is None or s.end >= lo)
+                and s.target not in others]
 
     def describe(self, i: int) -> str:
         """Op ``i`` as one line; its value's times relative to the history's first op."""

@@ -23,8 +23,8 @@ Kinds:
 - job events, ``target`` a job id: ``dispatch`` (the first dispatch of a job held back from the
   start, e.g. work sent after a heal) and ``redispatch`` (the same job sent again: a producer
   retry, a scheduler firing twice); ``params`` ``through_proxy`` and ``timeout``;
-- ``restart_server``, ``target`` ``redis`` or ``postgres``: the server is stopped and started
-  again on the same port after ``duration``;
+- ``restart_server``, ``target`` ``redis`` or ``postgres``: the server is stopped (gracefully,
+  or with ``params.crash`` SIGKILLed) and started again on the same port after ``duration``;
 - ``kill_host``, ``target`` a job id: a job that crashes whatever runs it (an in-process worker
   with no fork, an OOM of the whole container). From its trigger on, each time an attempt of
   the job starts, the worker running it is SIGKILLed (one inject and heal per kill, with that
@@ -233,9 +233,11 @@ def redispatch(job_id: str, when: Trigger = NOW, **params: Any) -> Event:
     return Event("redispatch", job_id, when, params=params)
 
 
-def restart_server(server: str, when: Trigger = NOW, *, down: float = 0.0) -> Event:
-    """Stop ``redis`` or ``postgres`` and start it again ``down`` seconds later."""
-    return Event("restart_server", server, when, down)
+def restart_server(server: str, when: Trigger = NOW, *, down: float = 0.0,
+                   crash: bool = False) -> Event:
+    """Stop ``redis`` or ``postgres`` (``crash``: SIGKILL it) and start it again ``down``
+    seconds later."""
+    return Event("restart_server", server, when, down, {"crash": True} if crash else {})
 
 
 def kill_host(job_id: str, when: Trigger = NOW, *, down: float = 0.0) -> Event:

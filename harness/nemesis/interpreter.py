@@ -202,8 +202,10 @@ class Nemesis:
         if server is None:
             raise PlanError(f"restart_server: {event.target} is not a server this harness "
                             "started (external servers cannot be restarted by the harness)")
-        stopped = server.stopped()
-        self._inject(fault_id, event, str(event.target), {"port": server.port}, inflight=None)
+        crash = bool(event.params.get("crash", False))
+        stopped = server.stopped(crash=crash)
+        self._inject(fault_id, event, str(event.target), {"port": server.port, "crash": crash},
+                     inflight=None)
         stopped.__enter__()
         self.held += event.duration
 

@@ -90,7 +90,7 @@ def _row(a: Anomaly, history: History, width: int
     evidence += ["  " + history.describe(i) for i in ops[:_EVIDENCE_LINES]]
     if len(ops) > _EVIDENCE_LINES:
         evidence.append(f"  ... {len(ops) - _EVIDENCE_LINES} more ops")
-    faults = [s.label() for s in history.faults_active(ops)] or ["-"]
+    faults = [s.label() for s in history.faults_active(ops, job=a.job)] or ["-"]
     return (kind, job), evidence, faults
 
 
@@ -110,7 +110,7 @@ def results_dict(result: CheckResult, history: History, policy: Policy | None = 
             "detail": a.detail,
             "ops": list(a.ops),
             "evidence": [history.describe(i) for i in a.ops],
-            "faults": [s.label() for s in history.faults_active(a.ops)],
+            "faults": [s.label() for s in history.faults_active(a.ops, job=a.job)],
         }
 
     def checker(r: CheckResult) -> dict[str, Any]:

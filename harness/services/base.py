@@ -215,9 +215,13 @@ class Service(ABC):
         return self.process.pid if self.process else None
 
     @contextlib.contextmanager
-    def stopped(self) -> Iterator[None]:
-        """Stop the server for the duration of the block, then start it again on the same port."""
-        self.stop()
+    def stopped(self, *, crash: bool = False) -> Iterator[None]:
+        """Stop the server for the duration of the block (``crash``: SIGKILL, as a crash
+        would), then start it again on the same port."""
+        if crash:
+            self.kill()
+        else:
+            self.stop()
         port = self._fixed_port
         self._fixed_port = self.port
         try:

@@ -379,3 +379,20 @@ def test_history_columns_must_agree() -> None:
     with pytest.raises(HistoryError, match="op type"):
         History.from_ops([("done", "p", "f", None, 0, 0.0)])
     assert History([], [], [], [], [], []).fault_spans() == ()
+
+
+def test_faults_aimed_at_another_job_are_not_active_for_this_one() -> None:
+    rec = recorder()
+    rec.invoke("dispatcher", "dispatch", {"job": "a"})  # 0
+    rec.invoke("dispatcher", "dispatch", {"job": "b"})  # 1
+    rec.record_fault("inject", "r1", "redis", "restart_server", {})  # 2
+    rec.record_fault("heal", "r1", "redis", "restart_server", {})  # 3
+    rec.record_fault("inject", "d1", "a", "redispatch", {})  # 4: a sent again
+    rec.record_fault("heal", "d1", "a", "redispatch", {})  # 5
+    rec.observe(job_state("b", "queued"))  # 6
+    rec.observe(job_state("a", "queued"))  # 7
+    h = rec.history()
+    restart, again = h.fault_spans()
+    assert h.faults_active([1, 6]) == [restart, again]  # without a job: every fault in range
+    assert h.faults_active([1, 6], job="b") == [restart]  # a's redispatch is not b's fault
+    assert h.faults_active([0, 7], job="a") == [restart, again]

@@ -42,6 +42,7 @@ def every_kind() -> Plan:
                 dispatch("b", after(at=1.0), through_proxy=True, timeout=0.2),
                 redispatch("a"),
                 restart_server("redis", down=0.2),
+                restart_server("redis", after(effects=1), down=0.1, crash=True),
                 Event("kill_job", "busy"),
                 kill_host("a", after(attempts=1), down=0.2))
 
@@ -56,6 +57,7 @@ def test_a_plan_of_every_kind_round_trips_through_json():
     assert "after 1 jobs finished: latency on link redis ms=200 for 1.00s" in text
     assert ("after 1 attempts: SIGKILL the worker at each attempt of job a, restarted after "
             "0.20s") in text
+    assert "after 1 effects: restart server redis crash=True for 0.10s" in text
 
 
 @pytest.mark.parametrize("make, message", [
