@@ -95,9 +95,12 @@ def _shutdowns(out: Findings, h: History, policy: Policy, lives: Sequence[int],
         struck_after = [s for s in spans if s is not stop and s.target == worker
                         and s.kind in ("kill", "kill_host", "pause")
                         and t <= s.start <= (exited or INF)]
+        born = h.values[life]["at"] if life is not None else -INF
         for a in attempts:
             if a.worker != worker or a.at > t or (a.ended is not None and a.ended < t):
                 continue
+            if a.at < born:
+                continue  # an attempt of an earlier process of this worker (killed before)
             if struck_after:
                 continue  # the harness killed or froze it too: not the worker's own doing
             if a.reason == "lease_lost" or (a.ended is None and exited is not None):

@@ -157,3 +157,25 @@ def test_without_worker_lives_nothing_is_judged() -> None:
     result = check_workers(b.build(), POLICY)
     assert result.validity is Validity.VALID
     assert result.counts["workers"] == 0
+
+
+def test_an_attempt_of_a_killed_earlier_process_is_not_the_stopped_ones() -> None:
+    b = Builder()
+    b.dispatch("a")
+    attempt(b, "a", "worker-1", 0.5, 4.0, "retrying", "lease_lost")  # its process was killed
+    attempt(b, "a", "worker-2", 4.5, 5.0, "completed", n=2)
+    at(b, 1.0)
+    fault(b, INJECT, "kill-1", "kill", "worker-1", {"signal": "SIGKILL"})
+    fault(b, HEAL, "kill-1", "kill", "worker-1", {"restarted": True})
+    at(b, 2.0)
+    fault(b, INJECT, "signal-2", "signal", "worker-1", {"signal": "SIGTERM", "count": 1})
+    at(b, 2.3)
+    fault(b, HEAL, "signal-2", "signal", "worker-1", {"restarted": True})
+    at(b, 40.0)
+    b.drain()
+    life(b, "worker-1", 0.0, 1.0)
+    life(b, "worker-1", 1.1, 2.2)
+    life(b, "worker-1", 2.3, 41.0)
+    life(b, "worker-2", 0.0, 41.0)
+    result = check_workers(b.build(), POLICY)
+    assert result.validity is Validity.VALID, result.anomalies
