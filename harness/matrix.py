@@ -39,6 +39,7 @@ EXPECTED: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "lease_shorter_than_timeout": (("test_lease.py",), ("duplicated",)),
     "no_dedupe": (("test_duplicate_dispatch.py::test_same_id_dispatched_twice_concurrently",),
                   ("duplicated",)),
+    "email_every_retry": (("test_email_retries.py",), ("duplicated",)),
 }
 
 

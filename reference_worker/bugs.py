@@ -30,6 +30,7 @@ BUGS: Final[Mapping[str, str]] = MappingProxyType({
     "lease_shorter_than_timeout": "lease = job_timeout / 2 and no heartbeat: a running job is "
                                   "handed to a second worker",
     "no_dedupe": "run a duplicate dispatch of a job id again",
+    "email_every_retry": "keep no record of sent emails: every retry sends the email again",
 })
 
 

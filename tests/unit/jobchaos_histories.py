@@ -59,10 +59,11 @@ class Builder:
         return ops
 
     # nemesis ---------------------------------------------------------------------------
-    def fault(self, phase: str, fault: str, target: str = "redis", kind: str = "latency") -> int:
+    def fault(self, phase: str, fault: str, target: str = "redis", kind: str = "latency",
+              params: dict[str, Any] | None = None) -> int:
         assert phase in (INJECT, HEAL)
         return self.op("info", NEMESIS, phase,
-                       {"fault": fault, "target": target, "kind": kind, "params": {}})
+                       {"fault": fault, "target": target, "kind": kind, "params": params or {}})
 
     def drain(self, pending: int = 0) -> list[int]:
         return [self.op("invoke", OBSERVER, DRAIN, {"deadline": 30.0}),
@@ -71,16 +72,17 @@ class Builder:
     # observer --------------------------------------------------------------------------
     def attempt(self, job: str, at: float, ended: float | None = None,
                 status: str | None = "completed", n: int | None = None,
-                reason: str | None = None) -> int:
+                reason: str | None = None, worker: str = "worker-1") -> int:
         """An attempt; one that failed (status ``retrying`` or ``dead``) has reason
         ``exception`` unless another is given."""
         if status in ("retrying", "dead") and reason is None:
             reason = "exception"
         return self.observe(attempt_record(job, at=at, ended=ended, status=status,  # type: ignore[arg-type]
-                                           reason=reason, attempt=n, worker="worker-1"))  # type: ignore[arg-type]
+                                           reason=reason, attempt=n, worker=worker))  # type: ignore[arg-type]
 
-    def effect(self, job: str, step: int, kind: str = "db_write", at: float | None = None) -> int:
-        return self.observe(effect(job, step, kind, at=at))  # type: ignore[arg-type]
+    def effect(self, job: str, step: int, kind: str = "db_write", at: float | None = None,
+               attempt: int | None = None) -> int:
+        return self.observe(effect(job, step, kind, at=at, attempt=attempt))  # type: ignore[arg-type]
 
     def outcome(self, job: str, status: str = "completed", reason: str | None = None,
                 at: float | None = None) -> int:
