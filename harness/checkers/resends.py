@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
+from itertools import compress, pairwise
 from typing import Any, TypeAlias
 
 from harness.checkers.facts import Facts
@@ -195,40 +195,47 @@ def _attempt_of(send: Send, runs: Sequence[Run]) -> Run | None:
 
 
 def _sends(fx: Facts, slot: tuple[Any, Any], jobs: Sequence[int]) -> dict[int, list[Send]]:
-    wanted = set(jobs)
+    """job code -> its effects in ``slot`` (for ``jobs`` only)."""
     idx, codes = fx.of(EFFECT)
     _, steps, kinds = fx.effect_ops
-    values = fx.h.values
-    out: dict[int, list[Send]] = {}
+    h = fx.h
+    pick = list(map(set(jobs).__contains__, codes))
     step, kind = slot
-    for i, c, s, k in zip(idx, codes, steps, kinds, strict=True):
-        if c in wanted and s == step and k == kind:
-            v = values[i]
-            out.setdefault(c, []).append(Send(i, _number(v.get("at")),
-                                              _integer(v.get("attempt"))))
+    out: dict[int, list[Send]] = {}
+    for i, c, s, k, at, n in zip(
+            compress(idx, pick), compress(codes, pick), compress(steps, pick),
+            compress(kinds, pick), compress(h.field(EFFECT, "at"), pick),
+            compress(h.field(EFFECT, "attempt"), pick), strict=True):
+        if s == step and k == kind:
+            out.setdefault(c, []).append(Send(i, _time(at), _count(n)))
     return out
 
 
 def _runs(fx: Facts, jobs: Sequence[int]) -> dict[int, list[Run]]:
-    wanted = set(jobs)
-    values = fx.h.values
+    """job code -> its attempts (for ``jobs`` only; an attempt without a start is left out)."""
+    idx, codes = fx.attempt_ops
+    h = fx.h
+    pick = list(map(set(jobs).__contains__, codes))
+    columns = [compress(h.field(ATTEMPT, key), pick)
+               for key in ("attempt", "worker", "at", "ended", "status", "reason")]
     out: dict[int, list[Run]] = {}
-    for i, c in zip(*fx.attempt_ops, strict=True):
-        if c in wanted:
-            v = values[i]
-            at = _number(v.get("at"))
-            if at is None:
-                continue
-            worker = v.get("worker")
+    for i, c, n, worker, at, ended, status, reason in zip(
+            compress(idx, pick), compress(codes, pick), *columns, strict=True):
+        start = _time(at)
+        if start is not None:
             out.setdefault(c, []).append(Run(
-                i, _integer(v.get("attempt")), worker if isinstance(worker, str) else None, at,
-                _number(v.get("ended")), v.get("status"), v.get("reason")))
+                i, _count(n), worker if isinstance(worker, str) else None, start, _time(ended),
+                status if isinstance(status, str) else None,
+                reason if isinstance(reason, str) else None))
     return out
 
 
-def _number(x: Any) -> float | None:
-    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else None
+def _time(x: Any) -> float | None:
+    """A time field's value (None where it is missing or not a number)."""
+    t = type(x)
+    return x if t is float else float(x) if t is int else None
 
 
-def _integer(x: Any) -> int | None:
-    return x if isinstance(x, int) and not isinstance(x, bool) else None
+def _count(x: Any) -> int | None:
+    """An attempt number (None where it is missing or not an integer)."""
+    return x if type(x) is int else None
