@@ -86,7 +86,8 @@ def message_observations(messages: Iterable[SinkMessage]) -> list[h.Observation]
     for m in messages:
         if m.job is None or m.step is None or not m.step.isdigit():
             continue  # not a chaos message; nothing to attribute it to
-        obs.append(h.sink_message(m.job, int(m.step), ref=str(m.seq), at=m.received_at))
+        obs.append(h.sink_message(m.job, int(m.step), ref=str(m.seq), at=m.received_at,
+                                  attempt=m.attempt))
     return obs
 
 

@@ -135,7 +135,8 @@ def db_write() -> dict[str, Any]:
 
 
 def email() -> dict[str, Any]:
-    """One message to the SMTP server tagged with job id and step (at-least-once)."""
+    """One message to the SMTP server tagged with job id and step (once, unless the earlier
+    send was indeterminate)."""
     return {"op": "email"}
 
 

@@ -37,7 +37,7 @@ EXPECTED: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "lock_never_expires": (("test_locks.py",), ("lock_leaked",)),
     "swallow_smtp_errors": (("test_smtp_link.py::test_smtp_link_fault[down]",),
                             ("unsuccessful_completion",)),
-    "lease_shorter_than_timeout": (("test_lease.py",), ("duplicated", "overlapping")),
+    "lease_shorter_than_timeout": (("test_lease.py",), ("overlapping",)),
     "stop_consuming_after_link_error": (("test_redis_link.py::test_a_worker_cut_off_resumes_"
                                          "consuming_after_the_heal",), ("stalled",)),
     "shutdown_drops_job": (("test_graceful_shutdown.py",), ("dropped_on_shutdown",)),
@@ -53,6 +53,7 @@ EXPECTED: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # (the scenario expects lost for those; it fails when any other job is lost).
     "no_lease_restore": (("test_server_restarts.py::test_redis_restart_without_persistence_"
                           "loses_exactly_the_waiting_jobs",), ("lost",)),
+    "email_every_retry": (("test_email_retries.py",), ("duplicated",)),
 }
 
 

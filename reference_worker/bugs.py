@@ -42,6 +42,7 @@ BUGS: Final[Mapping[str, str]] = MappingProxyType({
                      "twice, or a finished job is put back on the queue",
     "no_lease_restore": "a lease Redis forgot (a restart) counts as lost and the job's settle "
                         "is refused: the attempt is abandoned and the job never handed back",
+    "email_every_retry": "keep no record of sent emails: every retry sends the email again",
 })
 
 

@@ -1,4 +1,5 @@
-"""``db_write`` effects, done by the worker for its job children, over a pipe.
+"""``db_write`` effects and the record of sent emails, done by the worker for its job
+children, over a pipe.
 
 Opening a PostgreSQL connection costs more than the whole rest of an attempt (the server forks
 a backend for it), so a job child does not open its own: it sends the request to its worker,
@@ -71,17 +72,28 @@ class EffectsClient:
         self._buffer = b""
 
     def db_write(self, step: int, *, idempotent: bool) -> None:
-        body = json.dumps({"op": "db_write", "step": step, "idempotent": idempotent})
-        os.write(self.requests, body.encode() + b"\n")
+        self._ask({"op": "db_write", "step": step, "idempotent": idempotent})
+
+    def email_sent(self, step: int) -> bool:
+        """Whether an earlier attempt recorded this step's email as accepted by the server."""
+        return bool(self._ask({"op": "email_sent", "step": step}).get("sent"))
+
+    def record_email(self, step: int) -> None:
+        """Record that the server accepted this step's email."""
+        self._ask({"op": "record_email", "step": step})
+
+    def _ask(self, body: dict[str, object]) -> dict[str, object]:
+        os.write(self.requests, json.dumps(body).encode() + b"\n")
         while b"\n" not in self._buffer:
             chunk = os.read(self.replies, 4096)
             if not chunk:
                 raise EffectFailed("the worker closed the effects channel")
             self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
-        reply = json.loads(line)
+        reply: dict[str, object] = json.loads(line)
         if "error" in reply:
-            raise EffectFailed(reply["error"])
+            raise EffectFailed(str(reply["error"]))
+        return reply
 
 
 class EffectsThread(threading.Thread):
@@ -120,13 +132,21 @@ class EffectsThread(threading.Thread):
                     replies.write(json.dumps(reply).encode() + b"\n")
 
     def _handle(self, channel: Channel, line: bytes) -> dict[str, object]:
+        job, attempt, op = channel.job_id, channel.attempt, "request"
         try:
             body = json.loads(line)
-            self.db.run(lambda conn: ledger.write_effect(
-                conn, channel.job_id, int(body["step"]), channel.attempt, self.worker,
-                idempotent=bool(body["idempotent"])))
+            op, step = str(body["op"]), int(body["step"])
+            if op == "db_write":
+                self.db.run(lambda conn: ledger.write_effect(
+                    conn, job, step, attempt, self.worker, idempotent=bool(body["idempotent"])))
+            elif op == "email_sent":
+                return {"sent": self.db.run(lambda conn: ledger.email_sent(conn, job, step))}
+            elif op == "record_email":
+                self.db.run(lambda conn: ledger.record_email(conn, job, step, attempt,
+                                                             self.worker))
+            else:
+                raise ValueError(f"unknown effects request {op!r}")
         except Exception as exc:  # every failure goes back to the job, which fails
-            log(f"{channel.job_id}: db_write for attempt {channel.attempt} failed: "
-                f"{describe(exc)}")
+            log(f"{job}: {op} for attempt {attempt} failed: {describe(exc)}")
             return {"error": describe(exc)}
         return {"ok": True}

@@ -11,6 +11,11 @@ know whether the attempt is still running elsewhere.
 ``reference_worker_dedupe`` makes ``db_write`` exactly-once: the effect row and its dedupe key
 are inserted by one statement (one transaction), so a retry, a duplicate dispatch or a second
 worker finds the key and writes nothing.
+
+``reference_worker_emails`` records each email the SMTP server accepted, right after it did,
+so that a retry skips the send. An email cannot be sent and recorded in one transaction: a
+send whose record was never written (the attempt died in between, or the database link was
+down) is sent again, which is all the ``once_unless_indeterminate`` guarantee allows.
 """
 
 from __future__ import annotations
@@ -33,6 +38,13 @@ CREATE TABLE IF NOT EXISTS reference_worker_attempts (
 CREATE TABLE IF NOT EXISTS reference_worker_dedupe (
     job_id  text NOT NULL,
     step    integer NOT NULL,
+    PRIMARY KEY (job_id, step)
+);
+CREATE TABLE IF NOT EXISTS reference_worker_emails (
+    job_id  text NOT NULL,
+    step    integer NOT NULL,
+    attempt integer NOT NULL,
+    worker  text NOT NULL,
     PRIMARY KEY (job_id, step)
 );
 """
@@ -103,6 +115,15 @@ SELECT %(job)s, %(step)s, %(attempt)s, %(worker)s FROM once
 EFFECT_UNGUARDED = """
 INSERT INTO chaos_effects (job_id, step, attempt, worker)
 VALUES (%(job)s, %(step)s, %(attempt)s, %(worker)s)
+"""
+
+
+EMAIL_SENT = "SELECT 1 FROM reference_worker_emails WHERE job_id = %s AND step = %s"
+
+RECORD_EMAIL = """
+INSERT INTO reference_worker_emails (job_id, step, attempt, worker)
+VALUES (%(job)s, %(step)s, %(attempt)s, %(worker)s)
+ON CONFLICT DO NOTHING
 """
 
 
@@ -187,3 +208,14 @@ def write_effect(conn: psycopg.Connection[Any], job: str, step: int, attempt: in
     params = {"job": job, "step": step, "attempt": attempt, "worker": worker}
     cur = conn.execute(EFFECT_ONCE if idempotent else EFFECT_UNGUARDED, params)
     return cur.rowcount == 1
+
+
+def email_sent(conn: psycopg.Connection[Any], job: str, step: int) -> bool:
+    """Whether the email of ``job``'s step ``step`` was recorded as accepted by the server."""
+    return conn.execute(EMAIL_SENT, (job, step)).fetchone() is not None
+
+
+def record_email(conn: psycopg.Connection[Any], job: str, step: int, attempt: int,
+                 worker: str) -> None:
+    """Record that the server accepted the email of ``job``'s step ``step`` (idempotent)."""
+    conn.execute(RECORD_EMAIL, {"job": job, "step": step, "attempt": attempt, "worker": worker})

@@ -85,6 +85,25 @@ class StepRunner:
         self._effects.db_write(index, idempotent=idempotent)
 
     def step_email(self, index: int, step: Mapping[str, Any]) -> None:
+        assert self._effects is not None, "run() first"
+        # Once unless indeterminate: skip a send an earlier attempt recorded as accepted.
+        remember = True
+        if self.bugs.on("email_every_retry"):
+            # Origin: notification and confirmation jobs retried after a later step failed
+            # send their email again on every try (Flarum's SendNotificationsJob and Laravel
+            # mail jobs, background/002: duplicate delivery is tolerable under a lost
+            # acknowledgement, not on every retry).
+            remember = False
+        if remember and self._effects.email_sent(index):
+            log(f"{self.job_id} step {index}: email already sent; not sending it again")
+            return
+        self._send_email(index)
+        if remember:
+            # Right after the server accepted it: dying before this line is what makes the
+            # send indeterminate, and only then may a retry send it again.
+            self._effects.record_email(index)
+
+    def _send_email(self, index: int) -> None:
         msg = EmailMessage()
         msg["From"] = f"{self.worker}@reference-worker.invalid"
         msg["To"] = "sink@jobchaos.invalid"

@@ -2,8 +2,8 @@
 unknown), or slows down.
 
 Guards against the swallowed send error (an SMTP error logged, the job marked completed, the
-email never sent) and against lost emails; duplicates are allowed only within the
-at-least-once guarantee, and retries must respect the backoff.
+email never sent) and against lost emails; an email may be sent again only after a send the
+fault made indeterminate (the verdict names the fault), and retries must respect the backoff.
 """
 
 from __future__ import annotations

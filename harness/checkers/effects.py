@@ -20,6 +20,8 @@ from harness.checkers.findings import Findings
 from harness.checkers.jobmaps import job_map, span
 from harness.checkers.model import CheckResult
 from harness.checkers.policy import Policy
+from harness.checkers.resends import GUARANTEE as RESEND_GUARANTEE
+from harness.checkers.resends import check_resends
 from harness.history import DISPATCH, EFFECT, History
 
 NAME = "effects"
@@ -54,7 +56,7 @@ def check_effects(history: History, policy: Policy) -> CheckResult:
             stray.setdefault(c, []).append(slot)
         # duplicated: an effect more often than its guarantee allows.
         if seen_map.bit_count() != len(seen_codes):
-            _duplicates(out, policy, slot, seen_codes)
+            _duplicates(out, fx, policy, slot, seen_codes)
         # unsuccessful_completion: reported completed, but an effect it must leave is missing.
         if slot[1] in must:
             for c in fx.members(absent & fx.completed_map):
@@ -115,14 +117,17 @@ def _as_expected(fx: Facts, d: DispatchFacts, guaranteed: Collection[str], codes
     return n_expected
 
 
-def _duplicates(out: Findings, policy: Policy, slot: Slot, codes: array[int]) -> None:
+def _duplicates(out: Findings, fx: Facts, policy: Policy, slot: Slot, codes: array[int]
+                ) -> None:
     step, kind = slot
     guarantee = policy.guarantee(kind)
     if guarantee is None:
         return  # an effect kind without a guarantee is reported as unexpected
-    for c, n in Counter(codes).items():
-        if n < 2:
-            continue
+    repeated = {c: n for c, n in Counter(codes).items() if n > 1}
+    if guarantee == RESEND_GUARANTEE:
+        check_resends(out, fx, slot, list(repeated))
+        return
+    for c, n in repeated.items():
         if guarantee == "at_least_once":
             out.add("duplicated", c, f"step {step} {kind} happened {n} times (at least once: "
                     "tolerated)", severity="info", evidence=(EFFECT,))

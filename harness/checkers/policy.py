@@ -5,9 +5,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Final, Literal, Protocol, TypeAlias
+from typing import Any, Final, Literal, Protocol, TypeAlias, get_args
 
-Guarantee: TypeAlias = Literal["exactly_once", "at_least_once", "at_most_once"]
+# How often a step's effect may happen. ``once_unless_indeterminate``: once, and again only
+# when the earlier one was indeterminate (its link faulted, or its attempt died before
+# recording it; ``harness.checkers.resends``).
+Guarantee: TypeAlias = Literal["exactly_once", "at_least_once", "at_most_once",
+                               "once_unless_indeterminate"]
+GUARANTEES: Final[tuple[str, ...]] = get_args(Guarantee)
 
 DEFAULT_GUARANTEES: Final[Mapping[str, Guarantee]] = MappingProxyType(
     {"db_write": "exactly_once", "email": "at_least_once"}
@@ -100,8 +105,7 @@ class Policy:
     def __post_init__(self) -> None:
         if self.max_tries < 1:
             raise ValueError(f"max_tries must be >= 1, not {self.max_tries}")
-        bad = {k: g for k, g in self.guarantees.items()
-               if g not in ("exactly_once", "at_least_once", "at_most_once")}
+        bad = {k: g for k, g in self.guarantees.items() if g not in GUARANTEES}
         if bad:
             raise ValueError(f"unknown guarantees {bad}")
 

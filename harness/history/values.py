@@ -52,10 +52,11 @@ def dispatch_value(job: JobId, steps: Sequence[Mapping[str, JSON]], unique: str 
 
 
 def effect(job: JobId, step: int, kind: EffectKind, *, ref: str | int | None = None,
-           at: float | None = None) -> Observation:
+           at: float | None = None, attempt: int | None = None) -> Observation:
     """One side effect of step ``step`` (0-based) of ``job``, observed by the harness;
-    ``kind`` is the step's op."""
-    return Observation(EFFECT, _clean(job=job, step=step, kind=kind, ref=ref, at=at))
+    ``kind`` is the step's op; ``attempt`` the attempt that made it, when known."""
+    return Observation(EFFECT, _clean(job=job, step=step, kind=kind, ref=ref, at=at,
+                                      attempt=attempt))
 
 
 def effect_row(job: JobId, step: int, *, ref: str | int | None = None, at: float | None = None
@@ -64,10 +65,11 @@ def effect_row(job: JobId, step: int, *, ref: str | int | None = None, at: float
     return effect(job, step, "db_write", ref=ref, at=at)
 
 
-def sink_message(job: JobId, step: int, *, ref: str | None = None, at: float | None = None
-                 ) -> Observation:
-    """A message received by the SMTP sink (``ref`` = Message-ID, ``at`` = received)."""
-    return effect(job, step, "email", ref=ref, at=at)
+def sink_message(job: JobId, step: int, *, ref: str | None = None, at: float | None = None,
+                 attempt: int | None = None) -> Observation:
+    """A message received by the SMTP sink (``ref`` = Message-ID, ``at`` = received,
+    ``attempt`` = the attempt number it was tagged with, ``X-Chaos-Attempt``)."""
+    return effect(job, step, "email", ref=ref, at=at, attempt=attempt)
 
 
 def reported_outcome(job: JobId, status: OutcomeStatus, *, reason: FailureReason | None = None,

@@ -8,19 +8,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 from harness.checkers.policy import DEFAULT_GUARANTEES, Guarantee
 from harness.checkers.policy import Policy as CheckPolicy
 from harness.contract import BACKOFF_JITTER, Policy
 
+# What scenarios hold a worker to unless it declares less (``chaos.tune(guarantees=...)``):
+# an email is sent again only when the earlier send was indeterminate.
+SCENARIO_GUARANTEES: Final[Mapping[str, Guarantee]] = MappingProxyType(
+    {"db_write": "exactly_once", "email": "once_unless_indeterminate"})
+
 
 @dataclass(frozen=True, slots=True)
 class RunPolicy(Policy):
     """The worker knobs (:class:`harness.contract.Policy`) plus the delivery guarantee of each
-    effect kind (``db_write`` exactly once, ``email`` at least once unless amended)."""
+    effect kind (``db_write`` exactly once, ``email`` once unless the earlier send was
+    indeterminate; a worker that promises only ``at_least_once`` declares it by amending)."""
 
-    guarantees: Mapping[str, Guarantee] = field(default_factory=lambda: DEFAULT_GUARANTEES)
+    guarantees: Mapping[str, Guarantee] = field(default_factory=lambda: SCENARIO_GUARANTEES)
     # The worker declares that two attempts of one job may run at the same time.
     concurrent_attempts: bool = False
 

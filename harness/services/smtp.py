@@ -32,6 +32,12 @@ class SinkMessage:
         lname = name.lower()
         return next((v for k, v in self.headers if k.lower() == lname), None)
 
+    @property
+    def attempt(self) -> int | None:
+        """The attempt that sent it, if the worker tagged it (``X-Chaos-Attempt``; optional)."""
+        tag = (self.header("X-Chaos-Attempt") or "").strip()
+        return int(tag) if tag.isdigit() and int(tag) >= 1 else None
+
 
 def smtp_banner(host: str, port: int, timeout: float = 0.5) -> bool:
     """True when an SMTP server at host:port greets with 220."""

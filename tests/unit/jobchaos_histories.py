@@ -59,10 +59,11 @@ class Builder:
         return ops
 
     # nemesis ---------------------------------------------------------------------------
-    def fault(self, phase: str, fault: str, target: str = "redis", kind: str = "latency") -> int:
+    def fault(self, phase: str, fault: str, target: str = "redis", kind: str = "latency",
+              params: dict[str, Any] | None = None) -> int:
         assert phase in (INJECT, HEAL)
         return self.op("info", NEMESIS, phase,
-                       {"fault": fault, "target": target, "kind": kind, "params": {}})
+                       {"fault": fault, "target": target, "kind": kind, "params": params or {}})
 
     def drain(self, pending: int = 0) -> list[int]:
         return [self.op("invoke", OBSERVER, DRAIN, {"deadline": 30.0}),
@@ -90,8 +91,9 @@ class Builder:
         return self.op("info", NEMESIS, phase,
                        {"fault": fault, "target": target, "kind": kind, "params": params})
 
-    def effect(self, job: str, step: int, kind: str = "db_write", at: float | None = None) -> int:
-        return self.observe(effect(job, step, kind, at=at))  # type: ignore[arg-type]
+    def effect(self, job: str, step: int, kind: str = "db_write", at: float | None = None,
+               attempt: int | None = None) -> int:
+        return self.observe(effect(job, step, kind, at=at, attempt=attempt))  # type: ignore[arg-type]
 
     def outcome(self, job: str, status: str = "completed", reason: str | None = None,
                 at: float | None = None) -> int:

@@ -72,6 +72,17 @@ def test_only_tagged_messages_are_effects():
     assert obs == [h.sink_message("j1", 1, ref="0", at=100.0)]
 
 
+def test_a_message_carries_the_attempt_it_was_tagged_with():
+    tagged = [SinkMessage(seq=n, received_at=100.0, mail_from="a@x", rcpt_tos=("b@y",),
+                          headers=(("X-Chaos-Attempt", tag),), job="j1", step="0", subject=None,
+                          size=10) for n, tag in enumerate(["2", "x", "0"])]
+    assert message_observations(tagged) == [
+        h.sink_message("j1", 0, ref="0", at=100.0, attempt=2),
+        h.sink_message("j1", 0, ref="1", at=100.0),  # not a number: no attempt
+        h.sink_message("j1", 0, ref="2", at=100.0),  # attempts count from 1
+    ]
+
+
 def test_probe_answer_and_missing_probe():
     state = ProbeState(queued=("a",), scheduled=("b",), leased=(Lease("c", "worker-1", 1.5),),
                        dead=(Dead("d", "timeout"), Dead("f", "unknown")),
