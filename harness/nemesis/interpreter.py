@@ -273,8 +273,18 @@ class Nemesis:
                 self.world.struck.discard(w.worker_id)
                 return {"exited": False}
 
-            self._strikes.append(Strike(fault_id, event, w.worker_id, now + bound, restart,
-                                        ready=lambda: not w.running(), expire=expire))
+            signalled = w.pid
+
+            def gone() -> bool:  # the process signalled has exited (maybe restarted since)
+                return w.pid != signalled or not w.running()
+
+            def heal() -> Mapping[str, Any]:
+                if w.pid != signalled:  # two signals, one exit: an earlier heal restarted it
+                    return {"exited": True, "restarted_by": "an earlier heal"}
+                return restart()
+
+            self._strikes.append(Strike(fault_id, event, w.worker_id, now + bound, heal,
+                                        ready=gone, expire=expire))
 
     def _crash_loops(self) -> None:
         """Strike every attempt that a ``kill_host`` watch says is due; end finished watches."""

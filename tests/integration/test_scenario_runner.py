@@ -92,3 +92,16 @@ def test_a_server_restart_is_one_paired_fault_and_the_stack_serves_after_it(
     name, _ = jobchaos_stack.fresh_database()
     jobchaos_stack.drop_database(name)
     assert jobchaos_stack.fresh_redis_url()
+
+
+def test_two_signals_to_one_worker_heal_with_one_restart(chaos):
+    """The second SIGTERM reaches the worker while the first still has it shutting down (a
+    cold shutdown); it exits once and is restarted once, and both signals heal."""
+    chaos.tune(job_timeout=3.0, lease=4.0, shutdown_grace=2.0)
+    jobs = [job(f"twice-{i}", db_write(), sleep(0.8)) for i in range(4)]
+    judgement = chaos.check(plan(2, jobs, signal(0, after(attempts=1)),
+                                 signal(0, after(attempts=1))))
+    spans = [s for s in judgement.history.fault_spans() if s.kind == "signal"]
+    assert len(spans) == 2 and all(s.heal is not None for s in spans)
+    heals = [judgement.history.values[s.heal]["params"] for s in spans]
+    assert sorted(bool(p.get("restarted_by")) for p in heals) == [False, True], heals
