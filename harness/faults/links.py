@@ -5,7 +5,7 @@ can strike one worker's link while the others keep theirs."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from harness.contract import Connections
 from harness.toxiproxy.client import ToxiproxyClient
@@ -72,14 +72,20 @@ class Faults:
 
     def heal_all(self) -> None:
         """Heal every link (all are attempted; the first error is raised at the end)."""
-        errors: list[Exception] = []
-        for link in self._links.values():
-            try:
-                link.heal_all()
-            except Exception as exc:
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+        attempt_all([link.heal_all for link in self._links.values()])
+
+
+def attempt_all(calls: Iterable[Callable[[], object]]) -> None:
+    """Call each of ``calls``, all of them even when some fail; then raise the first error
+    (healing must never stop half way)."""
+    errors: list[Exception] = []
+    for call in calls:
+        try:
+            call()
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
 
 
 def create_links(
@@ -153,14 +159,7 @@ class LinkPool:
 
     def heal_all(self) -> None:
         """Heal every worker's links (all are attempted; the first error is raised)."""
-        errors: list[Exception] = []
-        for links in self._sets:
-            try:
-                links.heal_all()
-            except Exception as exc:
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+        attempt_all([links.heal_all for links in self._sets])
 
     def close(self) -> None:
         """Delete every proxy of the pool."""

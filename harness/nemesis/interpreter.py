@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from harness.faults.links import attempt_all
 from harness.history import Recorder
 from harness.nemesis.crashloop import Attempt, CrashLoop, bound
 from harness.nemesis.events import BUSY, JOB_FAULTS, LINK_FAULTS, Event, Plan, PlanError, Trigger
@@ -184,14 +185,7 @@ class Nemesis:
         self.held += event.duration
 
         def undo() -> Mapping[str, Any]:
-            errors = []
-            for fault in faults:
-                try:
-                    fault.heal()
-                except Exception as exc:
-                    errors.append(exc)
-            if errors:
-                raise errors[0]
+            attempt_all([fault.heal for fault in faults])
             return struck
 
         self._strikes.append(Strike(fault_id, event, service, time.monotonic() + event.duration,
