@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from harness.contract import Connections, Policy
 from harness.faults.link import FaultLink
-from harness.faults.links import Faults, LinkPool
+from harness.faults.links import Faults, LinkPool, attempt_all
 from harness.services.base import log_tail
 from harness.services.smtp import SinkMessage
 from harness.services.workers import REFERENCE_WORKER, WorkerPool, WorkerProcess, WorkerStartError
@@ -82,11 +82,8 @@ class World:
 
     def heal_links(self) -> None:
         """Heal every link of the run (shared and per worker; all are attempted)."""
-        try:
-            self.links.heal_all()
-        finally:
-            if self.worker_links is not None:
-                self.worker_links.heal_all()
+        pool = [self.worker_links.heal_all] if self.worker_links is not None else []
+        attempt_all([self.links.heal_all, *pool])
 
     @property
     def workers(self) -> list[WorkerProcess]:
