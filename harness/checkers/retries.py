@@ -26,6 +26,7 @@ from harness.checkers.findings import Findings
 from harness.checkers.model import CheckResult
 from harness.checkers.policy import Policy
 from harness.history import ATTEMPT, DISPATCH, History
+from harness.nemesis.events import WORKER_KILLS
 
 NAME = "retries"
 KINDS = ("retry_bound", "hammering", "overlapping")
@@ -136,11 +137,11 @@ def _struck(history: History) -> tuple[dict[_Key, tuple[float, int]],
     killed: dict[_Key, tuple[float, int]] = {}
     paused: dict[_Key, tuple[tuple[float, float | None, int], ...]] = {}
     for span in history.fault_spans():
-        if span.kind not in ("kill", "kill_host", "pause"):
+        if span.kind not in WORKER_KILLS and span.kind != "pause":
             continue
         for a in span.inflight:
             key = (a.get("job"), a.get("attempt"), a.get("worker"))
-            if span.kind != "pause":  # a SIGKILL of the whole worker
+            if span.kind in WORKER_KILLS:
                 killed.setdefault(key, (span.start, span.inject))
             else:
                 paused[key] = (*paused.get(key, ()), (span.start, span.end, span.inject))

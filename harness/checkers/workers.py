@@ -29,10 +29,10 @@ from harness.checkers.findings import Findings
 from harness.checkers.model import CheckResult
 from harness.checkers.policy import Policy
 from harness.history import DISPATCH, LIFE, FaultSpan, History
+from harness.nemesis.events import STOP_SIGNALS, WORKER_KILLS
 
 NAME = "workers"
 KINDS = ("stalled", "dropped_on_shutdown", "slow_shutdown")
-STOP_SIGNALS = frozenset({"SIGTERM", "SIGINT", "SIGQUIT"})
 STOPPING_KINDS = frozenset({"signal", "restart"})
 NOT_FAULTS = frozenset({"redispatch", "kill_job"})  # events that hold no worker back
 INF = float("inf")
@@ -93,7 +93,7 @@ def _shutdowns(out: Findings, h: History, policy: Policy, lives: Sequence[int],
         life = _life_at(h, lives, worker, t)
         exited = h.values[life].get("ended") if life is not None else None
         struck_after = [s for s in spans if s is not stop and s.target == worker
-                        and s.kind in ("kill", "kill_host", "pause")
+                        and (s.kind in WORKER_KILLS or s.kind == "pause")
                         and t <= s.start <= (exited or INF)]
         born = h.values[life]["at"] if life is not None else -INF
         for a in attempts:

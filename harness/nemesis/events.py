@@ -47,6 +47,10 @@ LINK_FAULTS: Final = ("down", "latency", "blackhole", "reset_peer", "idle_close"
 JOB_EVENTS: Final = ("dispatch", "redispatch")
 SERVER_FAULTS: Final = ("restart_server",)
 JOB_FAULTS: Final = ("kill_host",)
+# The events that SIGKILL a whole worker (its attempt in flight dies with it).
+WORKER_KILLS: Final = frozenset({"kill", "kill_host"})
+# The signals that ask a worker to shut down (a deploy, a scale-down).
+STOP_SIGNALS: Final = frozenset({"SIGTERM", "SIGINT", "SIGQUIT"})
 KINDS: Final = (*WORKER_FAULTS, *LINK_FAULTS, *JOB_EVENTS, *SERVER_FAULTS, *JOB_FAULTS)
 LINKS: Final = ("redis", "postgres", "smtp")
 SERVERS: Final = ("redis", "postgres")

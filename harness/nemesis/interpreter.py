@@ -22,14 +22,22 @@ from typing import Any
 from harness.faults.links import attempt_all
 from harness.history import Recorder
 from harness.nemesis.crashloop import Attempt, CrashLoop, bound
-from harness.nemesis.events import BUSY, JOB_FAULTS, LINK_FAULTS, Event, Plan, PlanError, Trigger
+from harness.nemesis.events import (
+    BUSY,
+    JOB_FAULTS,
+    LINK_FAULTS,
+    STOP_SIGNALS,
+    Event,
+    Plan,
+    PlanError,
+    Trigger,
+)
 from harness.run.gauges import Gauges
 from harness.run.policy import RunPolicy
 from harness.run.workload import Workload
 from harness.run.world import World
 
 POLL = 0.02  # seconds between looks at triggers and due heals
-STOP_SIGNALS = frozenset({"SIGTERM", "SIGINT", "SIGQUIT"})
 
 
 class TriggerTimeout(TimeoutError):
