@@ -27,6 +27,10 @@ ENV_LEASE = "CHAOS_LEASE"
 ENV_LOCK_TTL = "CHAOS_LOCK_TTL"
 ENV_MEMORY_LIMIT_MB = "CHAOS_MEMORY_LIMIT_MB"
 ENV_SHUTDOWN_GRACE = "CHAOS_SHUTDOWN_GRACE"
+# The harness's own, unfaulted link to the contract tables: for a shim's instrumentation
+# (attempt, outcome and ready rows written from a library's hooks), never for the effects
+# under test (``db_write`` goes over CHAOS_DATABASE_URL, the worker's own faulted link).
+ENV_REPORT_DATABASE_URL = "CHAOS_REPORT_DATABASE_URL"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +71,12 @@ class Connections:
     queue: str
 
 
-def worker_env(conn: Connections, policy: Policy, worker_id: str) -> dict[str, str]:
-    """The complete set of contract env vars for one worker process."""
+def worker_env(conn: Connections, policy: Policy, worker_id: str, *,
+               report_database_url: str | None = None) -> dict[str, str]:
+    """The complete set of contract env vars for one worker process; ``report_database_url``
+    is the direct (unfaulted) database URL for the worker's reports (default: its own)."""
     return {
+        ENV_REPORT_DATABASE_URL: report_database_url or conn.database_url,
         ENV_REDIS_URL: conn.redis_url,
         ENV_DATABASE_URL: conn.database_url,
         ENV_SMTP_HOST: conn.smtp_host,
@@ -108,6 +115,12 @@ def read_env(environ: Mapping[str, str]) -> tuple[Connections, Policy, str]:
         shutdown_grace=float(environ.get(ENV_SHUTDOWN_GRACE, defaults.shutdown_grace)),
     )
     return conn, policy, environ.get(ENV_WORKER_ID, "worker")
+
+
+def report_database_url(environ: Mapping[str, str]) -> str:
+    """Where a worker writes its reports: ``CHAOS_REPORT_DATABASE_URL`` (direct), else its own
+    ``CHAOS_DATABASE_URL``."""
+    return environ.get(ENV_REPORT_DATABASE_URL) or environ[ENV_DATABASE_URL]
 
 
 # -- the chaos job envelope ---------------------------------------------------------------
@@ -203,7 +216,7 @@ def _sql_in(words: Iterable[str]) -> str:
 # -- what the worker writes to PostgreSQL (the harness creates these tables) ----------------
 SCHEMA_SQL = f"""
 CREATE TABLE chaos_attempts (
-    id         bigserial PRIMARY KEY,
+    id         bigserial PRIMARY KEY,     -- the attempt's identity (attempt numbers may repeat)
     job_id     text NOT NULL,
     attempt    integer NOT NULL,          -- 1 for the first run
     worker     text NOT NULL,
@@ -216,6 +229,7 @@ CREATE TABLE chaos_effects (
     step       integer NOT NULL,
     attempt    integer NOT NULL,
     worker     text NOT NULL,
+    attempt_id bigint,                    -- optional: chaos_attempts.id of the attempt
     at         timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE TABLE chaos_outcomes (
@@ -223,12 +237,19 @@ CREATE TABLE chaos_outcomes (
     job_id     text NOT NULL,
     attempt    integer NOT NULL,
     worker     text NOT NULL,
+    attempt_id bigint,                    -- optional: chaos_attempts.id of the attempt
     status     text NOT NULL CHECK (status IN ({_sql_in(OUTCOME_STATUSES)})),
     reason     text CHECK (reason IN ({_sql_in(FAILURE_REASONS)})),
     detail     text,
     at         timestamptz NOT NULL DEFAULT clock_timestamp(),
     CHECK ((status = 'completed') = (reason IS NULL))
 );
+CREATE TABLE chaos_ready (
+    id         bigserial PRIMARY KEY,
+    worker     text NOT NULL,             -- exactly CHAOS_WORKER_ID
+    pid        integer,                   -- the process that is ready (optional)
+    at         timestamptz NOT NULL DEFAULT clock_timestamp()
+);                                        -- one row per worker process, once it consumes
 CREATE INDEX chaos_effects_job ON chaos_effects (job_id);
 CREATE INDEX chaos_outcomes_job ON chaos_outcomes (job_id);
 """

@@ -68,7 +68,8 @@ class World:
             conns = [links.proxied(self.direct) for links in self.worker_links.ensure(size)]
         self.pool = WorkerPool(conns, policy, size=size, argv=self.worker.argv,
                                logdir=self.artifacts, extra_env=self.worker.env,
-                               startup_check=0.2).start()
+                               startup_check=0.2,
+                               report_database_url=self.direct.database_url).start()
         return self.pool
 
     def links_to(self, service: str, worker: int | None = None) -> list[FaultLink]:

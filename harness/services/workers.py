@@ -196,13 +196,15 @@ class WorkerProcess:
 
 class WorkerPool:
     """``size`` workers named ``worker-1``..``worker-N`` running ``argv``, all with ``conn``
-    or each with its own (``conn`` a sequence of ``size``: e.g. each through its own links)."""
+    or each with its own (``conn`` a sequence of ``size``: e.g. each through its own links);
+    ``report_database_url``: the direct database URL for their reports (default: their own)."""
 
     def __init__(self, conn: Connections | Sequence[Connections], policy: Policy, *,
                  size: int = 2,
                  argv: Sequence[str] = REFERENCE_WORKER, logdir: Path,
                  extra_env: Mapping[str, str] | None = None,
-                 startup_check: float = 0.5) -> None:
+                 startup_check: float = 0.5,
+                 report_database_url: str | None = None) -> None:
         if size < 1:
             raise ValueError("a worker pool needs at least one worker")
         base = dict(os.environ)
@@ -213,7 +215,8 @@ class WorkerPool:
             raise ValueError(f"{len(conns)} connections given for {size} workers")
         self.workers = [
             WorkerProcess(f"worker-{i}", argv,
-                          {**base, **worker_env(c, policy, f"worker-{i}")},
+                          {**base, **worker_env(c, policy, f"worker-{i}",
+                                                 report_database_url=report_database_url)},
                           logdir / f"worker-{i}.log")
             for i, c in enumerate(conns, start=1)
         ]
