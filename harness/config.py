@@ -71,6 +71,14 @@ def _command(value: str) -> tuple[str, ...]:
     return argv
 
 
+def _callable_ref(value: str) -> str:
+    from harness.dispatching import EXAMPLE, SPEC
+
+    if not SPEC.match(value):
+        raise ValueError(f"expected module:callable, e.g. {EXAMPLE}")
+    return value
+
+
 def _path(value: str) -> Path:
     return Path(value).expanduser()
 
@@ -132,6 +140,9 @@ SETTINGS: tuple[Setting, ...] = (
             "worker)", _command),
     Setting("probe_cmd", "Command that prints the worker system's state as ProbeState JSON "
             "(default: the reference worker's probe; 'none' for no probe)", _command),
+    Setting("dispatcher", "module:callable that enqueues each chaos job through your own "
+            "library, called as dispatcher(job, ctx) (default: LPUSH onto the Redis list "
+            "CHAOS_QUEUE; docs/contract.md)", _callable_ref),
     Setting("replay", "A run's replay.json (plan, policy, test, seed; written by every run and "
             "named in a failure's replay command): the test it names replays that plan", _path),
     Setting("shrink", "On a failing scenario, shrink its plan with up to this many candidate "
@@ -159,6 +170,7 @@ class Config:
     seed: int | None = None
     worker_cmd: tuple[str, ...] | None = None
     probe_cmd: tuple[str, ...] | None = None
+    dispatcher: str | None = None  # module:callable; imported by the preflight check
     worker_bugs: str | None = None
     replay: Path | None = None
     shrink: int = 0

@@ -39,3 +39,8 @@ class WorkerCommandError(SessionError):
 
 class FaultProxyError(SessionError):
     """The fault proxy (embedded or the Toxiproxy server given) cannot be used."""
+
+
+class DispatcherError(SessionError):
+    """The dispatcher setting names nothing the harness can call (a module that does not
+    import, a missing attribute, not a callable)."""

@@ -1,9 +1,9 @@
 """Mistakes in the session's setup, which every test would otherwise repeat.
 
 :func:`check` runs once when pytest configures and needs no server: an artifacts directory that
-cannot be written, a worker command whose program does not exist, a binary given explicitly
-that is not executable, a bug switch that does not exist. The plugin turns what it raises into
-one usage error naming the fix, before any test runs.
+cannot be written, a worker command whose program does not exist, a dispatcher that cannot be
+imported, a binary given explicitly that is not executable, a bug switch that does not exist.
+The plugin turns what it raises into one usage error naming the fix, before any test runs.
 
 :func:`session_mistake` recognises, in a failing test, an error only a server or a worker could
 reveal (an unreachable server, a stack that did not start, a worker command that dies at once,
@@ -92,6 +92,10 @@ def check(cfg: Config) -> bool:
         runnable(cfg.worker_cmd, "worker_cmd", cfg)
     if cfg.probe_cmd is not None and cfg.probe_cmd != ("none",):
         runnable(cfg.probe_cmd, "probe_cmd", cfg)
+    if cfg.dispatcher is not None:
+        from harness import dispatching
+
+        dispatching.load(cfg.dispatcher, cfg.sources.get("dispatcher", "default"))
     if cfg.worker_bugs and cfg.worker_cmd is None:
         from reference_worker.bugs import UnknownBugError, parse
 

@@ -249,6 +249,7 @@ def jobchaos_profile(jobchaos_config: Config) -> Profile:
 
 
 def _worker_spec(cfg: Config) -> WorkerSpec:
+    from harness.dispatching import load, redis_list
     from harness.run.world import REFERENCE_PROBE, WorkerSpec
     from harness.services.workers import REFERENCE_WORKER
 
@@ -256,7 +257,11 @@ def _worker_spec(cfg: Config) -> WorkerSpec:
     probe: tuple[str, ...] | None = cfg.probe_cmd or (None if cfg.worker_cmd else REFERENCE_PROBE)
     if probe == ("none",):
         probe = None
-    return WorkerSpec(argv=cfg.worker_cmd or REFERENCE_WORKER, probe_argv=probe, env=env)
+    # Imported once already by the preflight check: a wrong name stopped pytest there.
+    dispatcher = redis_list if cfg.dispatcher is None else load(
+        cfg.dispatcher, cfg.sources.get("dispatcher", "default"))
+    return WorkerSpec(argv=cfg.worker_cmd or REFERENCE_WORKER, probe_argv=probe, env=env,
+                      dispatcher=dispatcher)
 
 
 def _reproduce(cfg: Config, seed: int) -> list[str]:
@@ -268,6 +273,8 @@ def _reproduce(cfg: Config, seed: int) -> list[str]:
         out.append(f"--jobchaos-worker-cmd={shlex.join(cfg.worker_cmd)}")
     if cfg.probe_cmd:
         out.append(f"--jobchaos-probe-cmd={shlex.join(cfg.probe_cmd)}")
+    if cfg.dispatcher:
+        out.append(f"--jobchaos-dispatcher={cfg.dispatcher}")
     if cfg.worker_bugs:
         out.append(f"--jobchaos-worker-bugs={cfg.worker_bugs}")
     return out

@@ -51,9 +51,10 @@ class ChaosRun:
         self.reproduce = tuple(reproduce)  # options that reproduce this session's settings
         self.shrinker = shrinker  # on a failing check(), says what a shrunk plan looks like
         self.rng = random.Random(seed)
-        self.gauges = Gauges(world.direct)
-        self.workload = Workload(recorder, world.direct, world.proxied)
         self._policy = policy
+        self.gauges = Gauges(world.direct)
+        self.workload = Workload(recorder, world.direct, world.proxied, lambda: self._policy,
+                                 world.worker.dispatcher)
         self.watchdog = Watchdog(world, self.workload, self.gauges, lambda: self._policy)
         self.nemesis = Nemesis(world, self.workload, self.gauges, recorder,
                                lambda: self._policy, self.rng, self.watchdog.check)
@@ -103,8 +104,9 @@ class ChaosRun:
         self.drain()
 
     def drain(self, deadline: float | None = None) -> bool:
-        """Wait for every dispatched job to be terminal and the queue to be empty, or the
-        policy's drain deadline; True if it got there."""
+        """Wait for every dispatched job to be terminal and the worker's system to hold no
+        copy of any (by its probe, else the queue list), or the policy's drain deadline; True
+        if it got there."""
         limit = self._policy.for_checkers().drain_deadline_s if deadline is None else deadline
         return drain(self.gauges, self.watchdog.check, set(self.workload.dispatched),
                      self.recorder, limit, probe_of(self.world, self._policy),

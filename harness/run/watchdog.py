@@ -55,16 +55,21 @@ class Watchdog:
     def _error(self, waited: float) -> WorkerNotConsumingError:
         w = self.world.workers[0]
         queue = self.world.direct.queue
+        where = f"on the queue {queue!r}"
         waiting = "?"
         with contextlib.suppress(Exception):
             waiting = str(self.gauges.queued())
+        errors = self.workload.errors
+        raised = (f"; the dispatcher raised {len(errors)} time(s), first: {errors[0][:200]}"
+                  if errors else "")
         return WorkerNotConsumingError(
             f"no worker took a job in {waited:.1f} s after the first dispatch "
-            f"({waiting} still on the queue {queue!r}); every later scenario would wait out "
+            f"({waiting} still {where}{raised}); every later scenario would wait out "
             "its drain deadline the same way, so the session stops here.\n"
-            "  Likely causes: the worker reads another queue than CHAOS_QUEUE; it connects to "
-            "another Redis than CHAOS_REDIS_URL; it never writes chaos_attempts, "
-            "chaos_effects or chaos_outcomes rows (docs/contract.md); it is stuck starting.\n"
+            "  Likely causes: the worker reads another queue than CHAOS_QUEUE (or the "
+            "dispatcher enqueues elsewhere); it connects to another Redis than "
+            "CHAOS_REDIS_URL; it never writes chaos_attempts, chaos_effects or chaos_outcomes "
+            "rows (docs/contract.md); it is stuck starting.\n"
             f"  command: {' '.join(w.argv)}\n  log: {w.log_path}\n"
             f"  last lines of its log:\n{log_tail(w.log_path)}\n"
             "Fix: run the command by hand with the CHAOS_* variables from docs/contract.md and "

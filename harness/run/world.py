@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.contract import Connections, Policy
+from harness.dispatching import Dispatcher, redis_list
 from harness.faults.link import FaultLink
 from harness.faults.links import Faults, LinkPool, attempt_all
 from harness.services.base import log_tail
@@ -34,11 +35,13 @@ class Sink(Protocol):
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """Which worker runs, and how it is probed (from the plugin's settings)."""
+    """Which worker runs, how jobs reach it, and how it is probed (from the plugin's
+    settings)."""
 
     argv: Sequence[str] = REFERENCE_WORKER
     probe_argv: Sequence[str] | None = REFERENCE_PROBE
     env: Mapping[str, str] = field(default_factory=dict)
+    dispatcher: Dispatcher = redis_list
 
 
 class World:
