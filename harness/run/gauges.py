@@ -1,15 +1,15 @@
 """Live readings of a run, taken by the harness over direct (unfaulted) connections: how many
-attempts and effects so far, which jobs are terminal, what is still on the queue, which
-attempts are in flight. One PostgreSQL and one Redis connection serve the whole run and are
-re-opened after an error (a server restart, say)."""
+attempts and effects so far, which jobs are terminal, what is still waiting in the worker's
+system, which attempts are in flight. One PostgreSQL and one Redis connection serve the whole
+run and are re-opened after an error (a server restart, say)."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from harness.contract import Connections
+from harness.contract import Connections, ProbeState
 
 INFLIGHT_SQL = """
 SELECT a.job_id, a.attempt, a.worker, extract(epoch FROM a.started_at)::float8
@@ -21,11 +21,14 @@ ORDER BY a.id
 
 
 class Gauges:
-    """Reads of the contract tables and the queue list; each raises on a connection error
-    (callers that poll through faults suppress it and try again)."""
+    """Reads of the contract tables and of what the worker's system holds (its probe, else
+    the queue list); each raises on a connection error (callers that poll through faults
+    suppress it and try again)."""
 
-    def __init__(self, direct: Connections) -> None:
+    def __init__(self, direct: Connections,
+                 probe: Callable[[], ProbeState] | None = None) -> None:
         self.direct = direct
+        self.probe = probe  # the worker's probe (RuntimeError when it fails), if it has one
         self._pg: Any = None
         self._redis: Any = None
 
@@ -95,8 +98,24 @@ class Gauges:
         opposed to attempts of a process that was killed."""
         return sum(1 for _, _, w, at in self._sql(INFLIGHT_SQL) if at >= started.get(w, 1e18))
 
-    def queued(self) -> int:
-        """Dispatched copies still on the queue list (not yet taken by a worker)."""
+    @property
+    def probing(self) -> bool:
+        """Whether :meth:`queued` asks the worker's probe (a subprocess: poll it seldom)."""
+        return self.probe is not None
+
+    def queued(self, jobs: Collection[str]) -> int:
+        """What the worker's system still holds of ``jobs``. With a probe: how many of them it
+        finds queued, scheduled or leased (a plugin dispatcher may never fill the queue list;
+        one probe run, RuntimeError when it fails). Without: the copies on the harness's queue
+        list (``LLEN``), those the default dispatcher put there and no worker took yet."""
+        if self.probe is not None:
+            state = self.probe()
+            return len(set(jobs) & {*state.queued, *state.scheduled,
+                                    *(x.job_id for x in state.leased)})
+        return self._listed()
+
+    def _listed(self) -> int:
+        """Copies on the harness's queue list (not yet taken by a worker)."""
         import redis
 
         if self._redis is None:

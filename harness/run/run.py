@@ -52,7 +52,7 @@ class ChaosRun:
         self.shrinker = shrinker  # on a failing check(), says what a shrunk plan looks like
         self.rng = random.Random(seed)
         self._policy = policy
-        self.gauges = Gauges(world.direct)
+        self.gauges = Gauges(world.direct, probe_of(world, lambda: self._policy))
         self.workload = Workload(recorder, world.direct, world.proxied, lambda: self._policy,
                                  world.worker.dispatcher)
         self.watchdog = Watchdog(world, self.workload, self.gauges, lambda: self._policy)
@@ -109,7 +109,7 @@ class ChaosRun:
         if it got there."""
         limit = self._policy.for_checkers().drain_deadline_s if deadline is None else deadline
         return drain(self.gauges, self.watchdog.check, set(self.workload.dispatched),
-                     self.recorder, limit, probe_of(self.world, self._policy),
+                     self.recorder, limit,
                      working=lambda: self.gauges.running_on_live_workers(
                          self.world.started()) > 0)
 

@@ -55,10 +55,11 @@ class Watchdog:
     def _error(self, waited: float) -> WorkerNotConsumingError:
         w = self.world.workers[0]
         queue = self.world.direct.queue
-        where = f"on the queue {queue!r}"
+        where = ("in the worker's system (its probe)" if self.gauges.probing
+                 else f"on the queue {queue!r}")
         waiting = "?"
         with contextlib.suppress(Exception):
-            waiting = str(self.gauges.queued())
+            waiting = str(self.gauges.queued(set(self.workload.dispatched)))
         errors = self.workload.errors
         raised = (f"; the dispatcher raised {len(errors)} time(s), first: {errors[0][:200]}"
                   if errors else "")

@@ -55,6 +55,28 @@ def test_the_history_records_what_the_plugin_returned_or_raised(pytester: pytest
     result.assert_outcomes(passed=1)
 
 
+def test_the_drain_waits_for_jobs_the_probe_finds_outside_the_queue_list(
+        pytester: pytest.Pytester):
+    """Every job waits ``DELAY`` s in the reference worker's scheduled set (``enqueue_in``).
+    After ``a`` finished, it is dispatched again: the copy is scheduled, the list is empty.
+    A drain that looked only at the list would stop the workers at once and the probe would
+    find ``a`` scheduled after it completed (a false ``regressed``); the drain asks the probe
+    and waits until the worker dropped the duplicate."""
+    result = _run(pytester, "later", """
+        from harness import history as h
+        from harness.contract import db_write, job
+        from harness.nemesis import after, plan, redispatch
+
+        def test_plugin(chaos):
+            judgement = chaos.check(plan(1, [job("a", db_write())],
+                                         redispatch("a", after(finished=1))))
+            [drained] = [op for op in judgement.history.ops(h.DRAIN) if op.type != "invoke"]
+            assert (drained.type, drained.value) == ("ok", {"pending": 0, "queued": 0})
+            assert [op.value["state"] for op in judgement.history.ops(h.STATE)] == []
+        """)
+    result.assert_outcomes(passed=1)
+
+
 @pytest.mark.parametrize(("spec", "expected"), [
     ("chaos_dispatchers", "expected module:callable, e.g. myapp.chaos_dispatch:enqueue"),
     ("no_such_module:enqueue", "no module named 'no_such_module' on the import path"),
