@@ -57,6 +57,8 @@ def test_external_services_listed():
         ("ini", "jobchaos_database_url", "mysql://x/db", "postgresql://"),
         ("env", "JOBCHAOS_START_TIMEOUT", "-1", "greater than 0"),
         ("env", "JOBCHAOS_START_TIMEOUT", "soon", "could not convert"),
+        ("env", "JOBCHAOS_DISPATCHER", "myapp.enqueue", "expected module:callable"),
+        ("ini", "jobchaos_dispatcher", "myapp:enqueue()", "expected module:callable"),
     ],
 )
 def test_bad_values_name_the_setting_its_source_and_the_fix(where, name, value, expected):
@@ -87,3 +89,10 @@ def test_scenario_settings():
     assert (cfg.profile, cfg.seed, cfg.worker_bugs) == ("nightly", 42, "ack_early")
     with pytest.raises(ConfigError, match="expected one of pr, nightly"):
         _resolve(env={"JOBCHAOS_PROFILE": "weekly"})
+
+
+def test_the_dispatcher_is_a_module_and_a_callable_in_it():
+    cfg = _resolve(ini={"jobchaos_dispatcher": "myapp.chaos:Dispatch.enqueue"})
+    assert (cfg.dispatcher, cfg.sources["dispatcher"]) == ("myapp.chaos:Dispatch.enqueue",
+                                                          "ini jobchaos_dispatcher")
+    assert _resolve().dispatcher is None
