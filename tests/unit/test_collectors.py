@@ -9,7 +9,6 @@ from harness.collectors import (
     EffectRow,
     OutcomeRow,
     TableRows,
-    match_outcomes,
     message_observations,
     probe_observations,
     table_observations,
@@ -88,6 +87,17 @@ def test_a_message_carries_the_attempt_it_was_tagged_with():
         h.sink_message("j1", 0, ref="0", at=100.0, attempt=2),
         h.sink_message("j1", 0, ref="1", at=100.0),  # not a number: no attempt
         h.sink_message("j1", 0, ref="2", at=100.0),  # attempts count from 1
+    ]
+
+
+def test_a_message_carries_the_identity_of_the_attempt_it_was_tagged_with():
+    tagged = [SinkMessage(seq=n, received_at=100.0, mail_from="a@x", rcpt_tos=("b@y",),
+                          headers=(("X-Chaos-Attempt", "1"), ("X-Chaos-Attempt-Id", tag)),
+                          job="j1", step="0", subject=None, size=10)
+              for n, tag in enumerate(["17", "x"])]
+    assert message_observations(tagged) == [
+        h.sink_message("j1", 0, ref="0", at=100.0, attempt=1, attempt_id=17),
+        h.sink_message("j1", 0, ref="1", at=100.0, attempt=1),  # not an id: none
     ]
 
 
