@@ -42,7 +42,7 @@ DIED = frozenset({"killed", "memory", "timeout", "lease_lost"})
 SLACK = 0.5
 MAIL_LINK, DB_LINK = "smtp", "postgres"
 Why: TypeAlias = tuple[str, list[FaultSpan]]  # an explanation, and the faults it names
-Named: TypeAlias = set[tuple[int, int]]  # (inject op, attempt op): the fault found it in flight
+InFlight: TypeAlias = set[tuple[int, int]]  # (inject op, attempt op): found it in flight
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +90,7 @@ def check_resends(out: Findings, fx: Facts, slot: tuple[Any, Any], jobs: Sequenc
     sends = _sends(fx, slot, jobs)
     runs = _runs(fx, jobs)
     spans = fx.h.fault_spans()
-    named = _in_flight(fx, spans, runs)
+    in_flight = _in_flight(fx, spans, runs)
     failures: list[tuple[int, str, list[int]]] = []
     allowed: list[tuple[int, str, list[int]]] = []
     unsure: list[tuple[int, str, list[int]]] = []
@@ -114,10 +114,10 @@ def check_resends(out: Findings, fx: Facts, slot: tuple[Any, Any], jobs: Sequenc
                                f"be told whether the earlier send #{earlier.index} was "
                                "indeterminate", ops))
                 continue
-            why = _indeterminate(earlier, before, spans, named)
+            why = _indeterminate(earlier, before, spans, in_flight)
             if why is None and again is not None and again is not before and (
                     again.at < earlier.at):  # type: ignore[operator]
-                why = _cut_off(again, spans, named)
+                why = _cut_off(again, spans, in_flight)
                 if why is not None:
                     why = (f"the repeat ran alongside it and {why[0]}", why[1])
             if why is None:
@@ -138,7 +138,7 @@ def check_resends(out: Findings, fx: Facts, slot: tuple[Any, Any], jobs: Sequenc
         out.add("duplicated", c, detail, ops, severity="info")
 
 
-def _indeterminate(send: Send, run: Run, spans: Iterable[FaultSpan], named: Named
+def _indeterminate(send: Send, run: Run, spans: Iterable[FaultSpan], in_flight: InFlight
                    ) -> Why | None:
     """Why ``send`` (made by ``run``) may not have been known to the worker, or None."""
     at = send.at
@@ -147,19 +147,20 @@ def _indeterminate(send: Send, run: Run, spans: Iterable[FaultSpan], named: Name
     for s in spans:
         if s.kind in LINK_FAULTS and s.target == MAIL_LINK and _overlaps(s, at, until):
             return f"{s.label()} at or after its receipt", [s]
-    return _cut_off(run, spans, named)
+    return _cut_off(run, spans, in_flight)
 
 
-def _cut_off(run: Run, spans: Iterable[FaultSpan], named: Named) -> Why | None:
+def _cut_off(run: Run, spans: Iterable[FaultSpan], in_flight: InFlight) -> Why | None:
     """Why ``run`` may have died or lost touch before recording what it did, or None."""
     until = run.ended if run.ended is not None else math.inf
     struck = [s for s in spans if _strikes(s, run) and (
-        _overlaps(s, run.at, until) or (s.inject, run.index) in named)]
+        _overlaps(s, run.at, until) or (s.inject, run.index) in in_flight)]
     if struck:
         return f"{', '.join(s.label() for s in struck)} struck {run.label()} while it ran" + (
             f", which {run.end()}" if run.died() else ""), struck
     if run.died():
-        near = [s for s in spans if _overlaps(s, run.at, until) or (s.inject, run.index) in named]
+        near = [s for s in spans
+                if _overlaps(s, run.at, until) or (s.inject, run.index) in in_flight]
         faults = f" (faults while it ran: {', '.join(s.label() for s in near)})" if near else ""
         return f"{run.label()} {run.end()}{faults}", near
     return None
@@ -178,11 +179,11 @@ def _overlaps(span: FaultSpan, lo: float, hi: float) -> bool:
     return span.start <= hi + SLACK and end >= lo - SLACK
 
 
-def _in_flight(fx: Facts, spans: Iterable[FaultSpan], runs: dict[int, list[Run]]) -> Named:
+def _in_flight(fx: Facts, spans: Iterable[FaultSpan], runs: dict[int, list[Run]]) -> InFlight:
     """(inject op, attempt op) of each attempt of ``runs`` a fault recorded as in flight when
     it struck (``params.inflight``, matched by identity: :mod:`harness.checkers.identity`)."""
     codes: dict[Any, int] = {fx.job(c): c for c in runs}
-    out: Named = set()
+    out: InFlight = set()
     for span in spans:
         for entry in span.inflight:
             c = codes.get(entry.get("job"))

@@ -4,6 +4,7 @@ attempts, not one, and only the overlap that really happened is reported."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from jobchaos_histories import Builder
@@ -12,6 +13,8 @@ from harness.checkers import Anomaly, Backoff, Policy, Validity, check, check_ef
 from harness.collectors import AttemptRow, OutcomeRow, TableRows, match_outcomes
 from harness.collectors import table_observations as observations
 from harness.history import ATTEMPT, HEAL, INJECT, NEMESIS, OBSERVER, History
+from harness.nemesis import after, kill_host
+from harness.nemesis.crashloop import CrashLoop
 
 POLICY = Policy(max_tries=3, backoff=Backoff(base=0.2, cap=1.0), job_timeout=1.0, lease=2.0)
 W1 = "worker-1"
@@ -166,7 +169,7 @@ def test_concurrent_runs_of_one_number_are_each_ended_once() -> None:
     outcomes = [OutcomeRow("j", 1, W1, "retrying", "exception", 10.5),
                 OutcomeRow("j", 1, W1, "completed", None, 10.6)]
     # Which ended first cannot be told; both ended, and neither twice.
-    assert sorted(match_outcomes(attempts, outcomes)) == [7, 8]  # type: ignore[type-var]
+    assert sorted(match_outcomes(attempts, outcomes)) == [7, 8]
 
 
 def test_an_outcome_never_ends_an_attempt_that_started_after_it() -> None:
@@ -192,3 +195,32 @@ def test_redelivered_runs_read_back_as_two_attempts_and_judged_valid() -> None:
     history: History = b.build()
     result = check(history, POLICY)
     assert result.validity is Validity.VALID, result.anomalies
+
+
+# -- the kill_host watch strikes each attempt once, by identity -------------------------------
+
+class Readings:
+    """What the gauges read for the watched job: its attempts, (id, number, worker, start,
+    ended) each."""
+
+    def __init__(self, *attempts: tuple[int, int, str, float, bool]) -> None:
+        self.attempts = list(attempts)
+
+    def terminal_jobs(self) -> set[str]:
+        return set()
+
+    def attempts_of(self, job_id: str) -> list[tuple[int, int, str, float, bool]]:
+        return self.attempts
+
+
+def test_a_crash_loop_strikes_a_redelivery_that_repeats_the_struck_attempts_number() -> None:
+    loop = CrashLoop(kill_host("j", after()), until=time.monotonic() + 60)
+    live = {W1: 100.0}
+    readings = Readings((7, 1, W1, 101.0, False))
+    [first] = loop.due(readings, live, lambda w: True)
+    assert (first.attempt_id, first.as_inflight()) == (7, {"job": "j", "attempt": 1,
+                                                           "attempt_id": 7, "worker": W1})
+    loop.struck.add(first.attempt_id)
+    # The worker restarted at 105 and got the job again, still "attempt 1".
+    readings.attempts.append((8, 1, W1, 106.0, False))
+    assert [a.attempt_id for a in loop.due(readings, {W1: 105.0}, lambda w: True)] == [8]
