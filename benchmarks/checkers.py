@@ -100,8 +100,9 @@ def synthesize(path: Path, jobs: int, anomalies: int = 0) -> int:
             for n in range(1, tries + 1):
                 end = ('"status":"completed"' if n == tries and k != "doomed" else
                        f'"status":"{"dead" if n == tries else "retrying"}","reason":"exception"')
-                w.op(*obs, "attempt", f'{{"job":{job},"attempt":{n},"worker":"worker-{i % 4}",'
-                     f'"at":{at:.4f},"ended":{at + 0.001:.4f},{end}}}', t)
+                w.op(*obs, "attempt", f'{{"job":{job},"attempt":{n},"attempt_id":{i * 4 + n},'
+                     f'"worker":"worker-{i % 4}","at":{at:.4f},"ended":{at + 0.001:.4f},{end}}}',
+                     t)
                 at += 0.001 + POLICY.backoff.delay(n) + 0.002
         for i in range(jobs):  # effect rows and sink messages
             k = kinds[i]
@@ -116,7 +117,7 @@ def synthesize(path: Path, jobs: int, anomalies: int = 0) -> int:
             at = f"{11.0 + i * 1e-4:.4f}"
             if kinds[i] == "doomed":
                 w.op(*obs, "outcome", f'{{"job":"job-{i:07d}","status":"dead",'
-                     f'"reason":"exception","attempt":3,"at":{at}}}', t)
+                     f'"reason":"exception","attempt":3,"attempt_id":{i * 4 + 3},"at":{at}}}', t)
             elif not (anomalies and 2 * anomalies <= i < 3 * anomalies):  # these: lost
                 w.op(*obs, "outcome", f'{{"job":"job-{i:07d}","status":"completed","at":{at}}}', t)
         for k in range(anomalies):  # unexpected, leaked locks

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from harness import history as h
 from harness.contract import (
@@ -26,16 +27,46 @@ from harness.services.workers import WorkerProcess
 PROBE_TIMEOUT = 30.0
 
 
+class AttemptRow(NamedTuple):
+    """A ``chaos_attempts`` row (epoch seconds for times)."""
+
+    id: int  # the attempt's identity
+    job: str
+    attempt: int  # its number, as the worker counted it (may repeat)
+    worker: str
+    started: float
+    stopped: float | None = None  # when its process ended, if its worker said so
+
+
+class EffectRow(NamedTuple):
+    """A ``chaos_effects`` row."""
+
+    job: str
+    step: int
+    id: int
+    at: float
+    attempt_id: int | None = None
+
+
+class OutcomeRow(NamedTuple):
+    """A ``chaos_outcomes`` row (the table's CHECK keeps status and reason to the vocabulary)."""
+
+    job: str
+    attempt: int
+    worker: str
+    status: OutcomeStatus
+    reason: FailureReason | None
+    at: float
+    attempt_id: int | None = None  # the attempt it ended, when the worker said
+
+
 @dataclass(frozen=True, slots=True)
 class TableRows:
-    """The contract tables as read after the drain (epoch seconds for times)."""
+    """The contract tables as read after the drain, each in row order."""
 
-    attempts: list[tuple[str, int, str, float]]  # job, attempt, worker, started
-    effects: list[tuple[str, int, int, float]]  # job, step, row id, at
-    # job, attempt, worker, status, reason, at (the table's CHECK keeps to the vocabulary)
-    outcomes: list[tuple[str, int, str, OutcomeStatus, FailureReason | None, float]]
-    # (job, attempt, worker) -> when that attempt's process ended (``stopped_at``, optional)
-    stopped: Mapping[tuple[str, int, str], float] = field(default_factory=dict)
+    attempts: list[AttemptRow]
+    effects: list[EffectRow]
+    outcomes: list[OutcomeRow]
 
 
 def read_tables(database_url: str) -> TableRows:
@@ -44,39 +75,64 @@ def read_tables(database_url: str) -> TableRows:
 
     with psycopg.connect(database_url, connect_timeout=10) as conn, conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        rows = conn.execute(
-            "SELECT job_id, attempt, worker, extract(epoch FROM started_at)::float8, "
+        attempts = conn.execute(
+            "SELECT id, job_id, attempt, worker, extract(epoch FROM started_at)::float8, "
             "extract(epoch FROM stopped_at)::float8 FROM chaos_attempts ORDER BY id").fetchall()
         effects = conn.execute(
-            "SELECT job_id, step, id, extract(epoch FROM at)::float8 "
+            "SELECT job_id, step, id, extract(epoch FROM at)::float8, attempt_id "
             "FROM chaos_effects ORDER BY id").fetchall()
         outcomes = conn.execute(
-            "SELECT job_id, attempt, worker, status, reason, extract(epoch FROM at)::float8 "
-            "FROM chaos_outcomes ORDER BY id").fetchall()
-    attempts = [(job, n, worker, started) for job, n, worker, started, _ in rows]
-    stopped = {(job, n, worker): at for job, n, worker, _, at in rows if at is not None}
-    return TableRows(attempts, effects, outcomes, stopped)
+            "SELECT job_id, attempt, worker, status, reason, extract(epoch FROM at)::float8, "
+            "attempt_id FROM chaos_outcomes ORDER BY id").fetchall()
+    return TableRows([AttemptRow(*r) for r in attempts], [EffectRow(*r) for r in effects],
+                     [OutcomeRow(*r) for r in outcomes])
+
+
+def match_outcomes(attempts: Sequence[AttemptRow], outcomes: Sequence[OutcomeRow]
+                   ) -> list[int | None]:
+    """The attempt each outcome row ended (its id; None: none found). An outcome row that
+    names its ``attempt_id`` ended that attempt. The others (a worker that does not supply
+    it), taken in order of time, each ended the latest attempt with its (job, attempt number,
+    worker) that started at or before it and that no outcome row ended yet: so two runs of a
+    job that share an attempt number and a worker stay two attempts. The gauges match the
+    same way in SQL (``harness.run.gauges.OPEN_SQL``)."""
+    matched = {o.attempt_id for o in outcomes if o.attempt_id is not None}
+    by_key: dict[tuple[str, int, str], list[AttemptRow]] = {}
+    for a in sorted(attempts, key=lambda a: (a.started, a.id)):
+        if a.id not in matched:
+            by_key.setdefault((a.job, a.attempt, a.worker), []).append(a)
+    out: list[int | None] = [o.attempt_id for o in outcomes]
+    unnamed = [k for k, o in enumerate(outcomes) if o.attempt_id is None]
+    for k in sorted(unnamed, key=lambda k: (outcomes[k].at, k)):
+        o = outcomes[k]
+        for a in reversed(by_key.get((o.job, o.attempt, o.worker), ())):
+            if a.started <= o.at and a.id not in matched:
+                out[k] = a.id
+                matched.add(a.id)
+                break
+    return out
 
 
 def table_observations(rows: TableRows) -> list[h.Observation]:
     """Effect rows, every outcome row (``completed``, ``retrying``, ``dead``: a row written
-    after a completion must show), and attempts (with the status and reason of the outcome
-    row that ended each, when one did, and when the attempt's process really stopped, when
-    its worker said so)."""
-    obs: list[h.Observation] = [h.effect_row(job, step, ref=row_id, at=at)
-                                for job, step, row_id, at in rows.effects]
-    ended: dict[tuple[str, int, str], tuple[float, OutcomeStatus, FailureReason | None]] = {}
-    for job, attempt, worker, status, reason, at in rows.outcomes:
-        ended.setdefault((job, attempt, worker), (at, status, reason))
-        obs.append(h.reported_outcome(job, status, reason=reason, attempt=attempt,
-                                      worker=worker, at=at))
-    for job, attempt, worker, started in rows.attempts:
-        end = ended.get((job, attempt, worker))
-        obs.append(h.attempt_record(job, at=started, attempt=attempt, worker=worker,
-                                    ended=end[0] if end else None,
-                                    status=end[1] if end else None,
-                                    reason=end[2] if end else None,
-                                    stopped=rows.stopped.get((job, attempt, worker))))
+    after a completion must show), and attempts (with the status and reason of the first
+    outcome row that ended each, when one did (:func:`match_outcomes`), and when the
+    attempt's process really stopped, when its worker said so)."""
+    obs: list[h.Observation] = [h.effect_row(e.job, e.step, ref=e.id, at=e.at,
+                                             attempt_id=e.attempt_id) for e in rows.effects]
+    ended: dict[int, OutcomeRow] = {}
+    for o, attempt_id in zip(rows.outcomes, match_outcomes(rows.attempts, rows.outcomes),
+                             strict=True):
+        if attempt_id is not None:
+            ended.setdefault(attempt_id, o)
+        obs.append(h.reported_outcome(o.job, o.status, reason=o.reason, attempt=o.attempt,
+                                      worker=o.worker, at=o.at, attempt_id=attempt_id))
+    for a in rows.attempts:
+        end = ended.get(a.id)
+        obs.append(h.attempt_record(a.job, at=a.started, attempt=a.attempt, attempt_id=a.id,
+                                    worker=a.worker, ended=end.at if end else None,
+                                    status=end.status if end else None,
+                                    reason=end.reason if end else None, stopped=a.stopped))
     return obs
 
 
@@ -87,7 +143,7 @@ def message_observations(messages: Iterable[SinkMessage]) -> list[h.Observation]
         if m.job is None or m.step is None or not m.step.isdigit():
             continue  # not a chaos message; nothing to attribute it to
         obs.append(h.sink_message(m.job, int(m.step), ref=str(m.seq), at=m.received_at,
-                                  attempt=m.attempt))
+                                  attempt=m.attempt, attempt_id=m.attempt_id))
     return obs
 
 

@@ -40,16 +40,17 @@ class Channel:
 
     job_id: str
     attempt: int
+    attempt_id: int | None  # the attempt's identity, written on its effect rows
     requests_r: int
     requests_w: int
     replies_r: int
     replies_w: int
 
     @classmethod
-    def open(cls, job_id: str, attempt: int) -> Channel:
+    def open(cls, job_id: str, attempt: int, attempt_id: int | None) -> Channel:
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
-        return cls(job_id, attempt, req_r, req_w, rep_r, rep_w)
+        return cls(job_id, attempt, attempt_id, req_r, req_w, rep_r, rep_w)
 
     def close(self) -> None:
         """Close all four ends (only for a channel that was never handed to a child)."""
@@ -138,7 +139,8 @@ class EffectsThread(threading.Thread):
             op, step = str(body["op"]), int(body["step"])
             if op == "db_write":
                 self.db.run(lambda conn: ledger.write_effect(
-                    conn, job, step, attempt, self.worker, idempotent=bool(body["idempotent"])))
+                    conn, job, step, attempt, self.worker, attempt_id=channel.attempt_id,
+                    idempotent=bool(body["idempotent"])))
             elif op == "email_sent":
                 return {"sent": self.db.run(lambda conn: ledger.email_sent(conn, job, step))}
             elif op == "record_email":

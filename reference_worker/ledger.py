@@ -1,9 +1,11 @@
 """The PostgreSQL side: the contract tables the worker reports into, and its own two tables.
 
 ``reference_worker_attempts`` is the worker's ledger, one row per attempt, keyed by
-(job, attempt). Recording an outcome is one statement that ends the ledger row *and* writes the
-``chaos_outcomes`` row, and only if that attempt has not ended yet, so it is idempotent: the
-reaper and a worker that crashed right after recording can both try, and the first one wins.
+(job, attempt), holding the attempt's identity (``attempt_id``: the id of its
+``chaos_attempts`` row, drawn when the attempt starts). Recording an outcome is one statement
+that ends the ledger row *and* writes the ``chaos_outcomes`` row with that identity, and only if
+that attempt has not ended yet, so it is idempotent: the reaper (which finds the identity in the
+ledger) and a worker that crashed right after recording can both try, and the first one wins.
 The caller then acts on the outcome that won. The worker that ran the attempt also records
 when its child was reaped (``chaos_attempts.stopped_at``); a reaper never does, since it cannot
 know whether the attempt is still running elsewhere.
@@ -33,8 +35,10 @@ CREATE TABLE IF NOT EXISTS reference_worker_attempts (
     worker  text NOT NULL,
     status  text,          -- NULL while the attempt runs; then completed / retrying / dead
     reason  text,
+    attempt_id bigint,     -- chaos_attempts.id of the attempt
     PRIMARY KEY (job_id, attempt)
 );
+ALTER TABLE reference_worker_attempts ADD COLUMN IF NOT EXISTS attempt_id bigint;
 CREATE TABLE IF NOT EXISTS reference_worker_dedupe (
     job_id  text NOT NULL,
     step    integer NOT NULL,
@@ -50,39 +54,49 @@ CREATE TABLE IF NOT EXISTS reference_worker_emails (
 """
 
 # Start an attempt unless the job already finished (a duplicate dispatch, also after Redis
-# lost its memory). Retrying this statement after a lost reply does not add a second row.
+# lost its memory). Retrying this statement after a lost reply does not add a second row. The
+# attempt's identity is drawn from chaos_attempts' own sequence, so that the ledger and the
+# attempt row get it in one statement.
 START_ATTEMPT = """
 WITH finished AS (
     SELECT status FROM reference_worker_attempts
     WHERE job_id = %(job)s AND status IN ('completed', 'dead') AND %(dedupe)s
     LIMIT 1),
 claim AS (
-    INSERT INTO reference_worker_attempts (job_id, attempt, worker)
-    SELECT %(job)s, %(attempt)s, %(worker)s WHERE NOT EXISTS (SELECT 1 FROM finished)
+    INSERT INTO reference_worker_attempts (job_id, attempt, worker, attempt_id)
+    SELECT %(job)s, %(attempt)s, %(worker)s,
+           nextval(pg_get_serial_sequence('chaos_attempts', 'id'))
+    WHERE NOT EXISTS (SELECT 1 FROM finished)
     ON CONFLICT (job_id, attempt) DO NOTHING
-    RETURNING 1),
+    RETURNING attempt_id),
 logged AS (
-    INSERT INTO chaos_attempts (job_id, attempt, worker)
-    SELECT %(job)s, %(attempt)s, %(worker)s FROM claim)
+    INSERT INTO chaos_attempts (id, job_id, attempt, worker)
+    SELECT attempt_id, %(job)s, %(attempt)s, %(worker)s FROM claim)
 SELECT (SELECT status FROM finished),
        (SELECT status FROM reference_worker_attempts
-        WHERE job_id = %(job)s AND attempt = %(attempt)s)
+        WHERE job_id = %(job)s AND attempt = %(attempt)s),
+       coalesce((SELECT attempt_id FROM claim),
+                (SELECT attempt_id FROM reference_worker_attempts
+                 WHERE job_id = %(job)s AND attempt = %(attempt)s))
 """
 
-END_ATTEMPT = """
+# The identity of attempt (job, attempt), from the ledger.
+IDENTITY = """(SELECT attempt_id FROM reference_worker_attempts
+              WHERE job_id = %(job)s AND attempt = %(attempt)s)"""
+
+END_ATTEMPT = f"""
 WITH stopped AS (
     UPDATE chaos_attempts SET stopped_at = to_timestamp(%(stopped)s::float8)
-    WHERE job_id = %(job)s AND attempt = %(attempt)s AND worker = %(worker)s
-      AND %(stopped)s::float8 IS NOT NULL AND stopped_at IS NULL),
+    WHERE id = {IDENTITY} AND %(stopped)s::float8 IS NOT NULL AND stopped_at IS NULL),
 ended AS (
     INSERT INTO reference_worker_attempts AS a (job_id, attempt, worker, status, reason)
     VALUES (%(job)s, %(attempt)s, %(worker)s, %(status)s, %(reason)s)
     ON CONFLICT (job_id, attempt) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason
     WHERE a.status IS NULL
-    RETURNING a.status, a.reason),
+    RETURNING a.status, a.reason, a.attempt_id),
 logged AS (
-    INSERT INTO chaos_outcomes (job_id, attempt, worker, status, reason, detail)
-    SELECT %(job)s, %(attempt)s, %(worker)s, status, reason, %(detail)s FROM ended)
+    INSERT INTO chaos_outcomes (job_id, attempt, worker, attempt_id, status, reason, detail)
+    SELECT %(job)s, %(attempt)s, %(worker)s, attempt_id, status, reason, %(detail)s FROM ended)
 SELECT status, reason FROM ended
 UNION ALL
 SELECT status, reason FROM reference_worker_attempts
@@ -90,15 +104,15 @@ WHERE job_id = %(job)s AND attempt = %(attempt)s AND status IS NOT NULL
 """
 
 # The zombie_worker bug switch: the outcome row written whatever the ledger says.
-END_UNFENCED = """
-INSERT INTO chaos_outcomes (job_id, attempt, worker, status, reason, detail)
-VALUES (%(job)s, %(attempt)s, %(worker)s, %(status)s, %(reason)s, %(detail)s)
+END_UNFENCED = f"""
+INSERT INTO chaos_outcomes (job_id, attempt, worker, attempt_id, status, reason, detail)
+VALUES (%(job)s, %(attempt)s, %(worker)s, {IDENTITY}, %(status)s, %(reason)s, %(detail)s)
 """
 
 # The worker that ran an attempt says when its process ended (Unix seconds, its own clock).
-STOP_ATTEMPT = """
+STOP_ATTEMPT = f"""
 UPDATE chaos_attempts SET stopped_at = to_timestamp(%(stopped)s::float8)
-WHERE job_id = %(job)s AND attempt = %(attempt)s AND worker = %(worker)s AND stopped_at IS NULL
+WHERE id = {IDENTITY} AND stopped_at IS NULL
 """
 
 ENDED = "SELECT status, reason FROM reference_worker_attempts WHERE job_id = %s AND attempt = %s"
@@ -108,13 +122,13 @@ WITH once AS (
     INSERT INTO reference_worker_dedupe (job_id, step) VALUES (%(job)s, %(step)s)
     ON CONFLICT DO NOTHING
     RETURNING 1)
-INSERT INTO chaos_effects (job_id, step, attempt, worker)
-SELECT %(job)s, %(step)s, %(attempt)s, %(worker)s FROM once
+INSERT INTO chaos_effects (job_id, step, attempt, worker, attempt_id)
+SELECT %(job)s, %(step)s, %(attempt)s, %(worker)s, %(attempt_id)s FROM once
 """
 
 EFFECT_UNGUARDED = """
-INSERT INTO chaos_effects (job_id, step, attempt, worker)
-VALUES (%(job)s, %(step)s, %(attempt)s, %(worker)s)
+INSERT INTO chaos_effects (job_id, step, attempt, worker, attempt_id)
+VALUES (%(job)s, %(step)s, %(attempt)s, %(worker)s, %(attempt_id)s)
 """
 
 
@@ -140,6 +154,7 @@ class Start:
 
     finished: str | None  # the job already completed or died: do not run it again
     ended: str | None  # this very attempt was already ended (e.g. reclaimed by a reaper)
+    attempt_id: int | None = None  # its identity (the id of its chaos_attempts row)
 
     @property
     def go(self) -> bool:
@@ -165,7 +180,7 @@ def start_attempt(conn: psycopg.Connection[Any], job: str, attempt: int, worker:
     row = conn.execute(START_ATTEMPT, {"job": job, "attempt": attempt, "worker": worker,
                                        "dedupe": dedupe}).fetchone()
     assert row is not None
-    return Start(finished=row[0], ended=row[1])
+    return Start(finished=row[0], ended=row[1], attempt_id=row[2])
 
 
 def end_attempt(conn: psycopg.Connection[Any], job: str, attempt: int, worker: str,
@@ -203,9 +218,11 @@ def stop_attempt(conn: psycopg.Connection[Any], job: str, attempt: int, worker: 
 
 
 def write_effect(conn: psycopg.Connection[Any], job: str, step: int, attempt: int, worker: str,
-                 *, idempotent: bool = True) -> bool:
-    """The ``db_write`` side effect; False when its dedupe key says it already happened."""
-    params = {"job": job, "step": step, "attempt": attempt, "worker": worker}
+                 *, attempt_id: int | None = None, idempotent: bool = True) -> bool:
+    """The ``db_write`` side effect (made by attempt ``attempt_id``); False when its dedupe key
+    says it already happened."""
+    params = {"job": job, "step": step, "attempt": attempt, "worker": worker,
+              "attempt_id": attempt_id}
     cur = conn.execute(EFFECT_ONCE if idempotent else EFFECT_UNGUARDED, params)
     return cur.rowcount == 1
 

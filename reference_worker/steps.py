@@ -32,9 +32,11 @@ class StepRunner:
     """Runs the steps of one attempt of one job."""
 
     def __init__(self, *, job_id: str, attempt: int, worker: str, effects: Channel,
-                 smtp_host: str, smtp_port: int, io_timeout: float, bugs: Bugs) -> None:
+                 smtp_host: str, smtp_port: int, io_timeout: float, bugs: Bugs,
+                 attempt_id: int | None = None) -> None:
         self.job_id = job_id
         self.attempt = attempt
+        self.attempt_id = attempt_id
         self.worker = worker
         self.channel = effects
         self.smtp_host = smtp_host
@@ -111,6 +113,8 @@ class StepRunner:
         msg["X-Chaos-Job"] = self.job_id
         msg["X-Chaos-Step"] = str(index)
         msg["X-Chaos-Attempt"] = str(self.attempt)
+        if self.attempt_id is not None:
+            msg["X-Chaos-Attempt-Id"] = str(self.attempt_id)
         msg.set_content(f"job {self.job_id}, step {index}, attempt {self.attempt}\n")
         try:
             if self._smtp is None:

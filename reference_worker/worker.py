@@ -258,8 +258,9 @@ class Worker:
             # Origin: jobs that mark the order "completed" before sending the confirmation
             # (the "processed" lie, background/000): the failure that follows is never seen.
             self._record(job, Outcome("completed"))
-        channel = Channel.open(name, n)
-        steps = StepRunner(job_id=name, attempt=n, worker=self.worker_id, effects=channel,
+        channel = Channel.open(name, n, start.attempt_id)
+        steps = StepRunner(job_id=name, attempt=n, attempt_id=start.attempt_id,
+                           worker=self.worker_id, effects=channel,
                            smtp_host=self.conn.smtp_host, smtp_port=self.conn.smtp_port,
                            io_timeout=self.io_timeout, bugs=self.bugs)
         try:

@@ -53,9 +53,9 @@ def test_a_job_that_kills_its_worker_is_dead_lettered_after_max_tries(chaos, job
     h = judgement.history
     # Each attempt died with its worker and was ended by a reaper; the last one dead-lettered.
     assert_dead_after_every_try(h, "host-killer", chaos.policy.max_tries, "lease_lost")
-    struck = sorted((s.inflight[0]["attempt"], s.target) for s in h.fault_spans()
+    struck = sorted((s.inflight[0]["attempt_id"], s.target) for s in h.fault_spans()
                     if s.kind == "kill_host")
-    attempts = sorted((a["attempt"], a["worker"]) for a in _attempts(h, "host-killer"))
+    attempts = sorted((a["attempt_id"], a["worker"]) for a in _attempts(h, "host-killer"))
     assert struck == attempts, "each attempt was struck once, by its own kill"
 
 

@@ -30,6 +30,7 @@ from typing import Any, TypeAlias
 
 from harness.checkers.facts import Facts
 from harness.checkers.findings import Findings
+from harness.checkers.identity import Candidate, named
 from harness.history import ATTEMPT, DISPATCH, EFFECT, FaultSpan
 from harness.nemesis.events import LINK_FAULTS, SERVER_FAULTS, WORKER_FAULTS
 
@@ -41,6 +42,7 @@ DIED = frozenset({"killed", "memory", "timeout", "lease_lost"})
 SLACK = 0.5
 MAIL_LINK, DB_LINK = "smtp", "postgres"
 Why: TypeAlias = tuple[str, list[FaultSpan]]  # an explanation, and the faults it names
+InFlight: TypeAlias = set[tuple[int, int]]  # (inject op, attempt op): found it in flight
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,7 @@ class Run:
 
     index: int
     number: int | None
+    ident: Any  # ``attempt_id``: the attempt's identity (numbers may repeat)
     worker: str | None
     at: float
     ended: float | None
@@ -57,7 +60,8 @@ class Run:
 
     def label(self) -> str:
         n = "?" if self.number is None else self.number
-        return f"attempt {n} on {self.worker or 'an unknown worker'}"
+        ident = "" if self.ident is None else f" (id {self.ident})"
+        return f"attempt {n}{ident} on {self.worker or 'an unknown worker'}"
 
     def end(self) -> str:
         if self.status is None:
@@ -70,11 +74,13 @@ class Run:
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """One observed effect: its op, when it was received, the attempt number it carries."""
+    """One observed effect: its op, when it was received, the attempt number and identity it
+    carries."""
 
     index: int
     at: float | None
     number: int | None
+    ident: Any = None
 
 
 def check_resends(out: Findings, fx: Facts, slot: tuple[Any, Any], jobs: Sequence[int]) -> None:
@@ -84,6 +90,7 @@ def check_resends(out: Findings, fx: Facts, slot: tuple[Any, Any], jobs: Sequenc
     sends = _sends(fx, slot, jobs)
     runs = _runs(fx, jobs)
     spans = fx.h.fault_spans()
+    in_flight = _in_flight(fx, spans, runs)
     failures: list[tuple[int, str, list[int]]] = []
     allowed: list[tuple[int, str, list[int]]] = []
     unsure: list[tuple[int, str, list[int]]] = []
@@ -107,10 +114,10 @@ def check_resends(out: Findings, fx: Facts, slot: tuple[Any, Any], jobs: Sequenc
                                f"be told whether the earlier send #{earlier.index} was "
                                "indeterminate", ops))
                 continue
-            why = _indeterminate(c, fx, earlier, before, spans)
+            why = _indeterminate(earlier, before, spans, in_flight)
             if why is None and again is not None and again is not before and (
                     again.at < earlier.at):  # type: ignore[operator]
-                why = _cut_off(c, fx, again, spans)
+                why = _cut_off(again, spans, in_flight)
                 if why is not None:
                     why = (f"the repeat ran alongside it and {why[0]}", why[1])
             if why is None:
@@ -131,7 +138,7 @@ def check_resends(out: Findings, fx: Facts, slot: tuple[Any, Any], jobs: Sequenc
         out.add("duplicated", c, detail, ops, severity="info")
 
 
-def _indeterminate(c: int, fx: Facts, send: Send, run: Run, spans: Iterable[FaultSpan]
+def _indeterminate(send: Send, run: Run, spans: Iterable[FaultSpan], in_flight: InFlight
                    ) -> Why | None:
     """Why ``send`` (made by ``run``) may not have been known to the worker, or None."""
     at = send.at
@@ -140,21 +147,20 @@ def _indeterminate(c: int, fx: Facts, send: Send, run: Run, spans: Iterable[Faul
     for s in spans:
         if s.kind in LINK_FAULTS and s.target == MAIL_LINK and _overlaps(s, at, until):
             return f"{s.label()} at or after its receipt", [s]
-    return _cut_off(c, fx, run, spans)
+    return _cut_off(run, spans, in_flight)
 
 
-def _cut_off(c: int, fx: Facts, run: Run, spans: Iterable[FaultSpan]) -> Why | None:
+def _cut_off(run: Run, spans: Iterable[FaultSpan], in_flight: InFlight) -> Why | None:
     """Why ``run`` may have died or lost touch before recording what it did, or None."""
     until = run.ended if run.ended is not None else math.inf
-    job = fx.job(c)
     struck = [s for s in spans if _strikes(s, run) and (
-        _overlaps(s, run.at, until) or _names(s, job, run))]
-    named = ", ".join(s.label() for s in struck)
+        _overlaps(s, run.at, until) or (s.inject, run.index) in in_flight)]
     if struck:
-        return f"{named} struck {run.label()} while it ran" + (
+        return f"{', '.join(s.label() for s in struck)} struck {run.label()} while it ran" + (
             f", which {run.end()}" if run.died() else ""), struck
     if run.died():
-        near = [s for s in spans if _overlaps(s, run.at, until) or _names(s, job, run)]
+        near = [s for s in spans
+                if _overlaps(s, run.at, until) or (s.inject, run.index) in in_flight]
         faults = f" (faults while it ran: {', '.join(s.label() for s in near)})" if near else ""
         return f"{run.label()} {run.end()}{faults}", near
     return None
@@ -173,17 +179,32 @@ def _overlaps(span: FaultSpan, lo: float, hi: float) -> bool:
     return span.start <= hi + SLACK and end >= lo - SLACK
 
 
-def _names(span: FaultSpan, job: Any, run: Run) -> bool:
-    """Whether the fault recorded ``run`` as in flight when it struck."""
-    return run.number is not None and any(
-        a.get("job") == job and a.get("attempt") == run.number for a in span.inflight)
+def _in_flight(fx: Facts, spans: Iterable[FaultSpan], runs: dict[int, list[Run]]) -> InFlight:
+    """(inject op, attempt op) of each attempt of ``runs`` a fault recorded as in flight when
+    it struck (``params.inflight``, matched by identity: :mod:`harness.checkers.identity`)."""
+    codes: dict[Any, int] = {fx.job(c): c for c in runs}
+    out: InFlight = set()
+    for span in spans:
+        for entry in span.inflight:
+            c = codes.get(entry.get("job"))
+            if c is not None:
+                i = named(entry, span.start, (Candidate(r.index, r.number, r.ident, r.worker,
+                                                        r.at) for r in runs[c]))
+                if i is not None:
+                    out.add((span.inject, i))
+    return out
 
 
 def _attempt_of(send: Send, runs: Sequence[Run]) -> Run | None:
-    """The attempt that made ``send``: the one with its attempt number (when it carries one),
-    else the last to start before it was received (``runs`` sorted by start)."""
+    """The attempt that made ``send``: the one with its identity (when it carries one), else
+    the one with its attempt number (when it carries one), else the last to start before it
+    was received (``runs`` sorted by start)."""
     at = send.at
     assert at is not None
+    if send.ident is not None:
+        for r in runs:
+            if r.ident == send.ident:
+                return r
     if send.number is not None:
         numbered = [r for r in runs if r.number == send.number]
         if len(numbered) == 1:
@@ -202,12 +223,13 @@ def _sends(fx: Facts, slot: tuple[Any, Any], jobs: Sequence[int]) -> dict[int, l
     pick = list(map(set(jobs).__contains__, codes))
     step, kind = slot
     out: dict[int, list[Send]] = {}
-    for i, c, s, k, at, n in zip(
+    for i, c, s, k, at, n, ident in zip(
             compress(idx, pick), compress(codes, pick), compress(steps, pick),
             compress(kinds, pick), compress(h.field(EFFECT, "at"), pick),
-            compress(h.field(EFFECT, "attempt"), pick), strict=True):
+            compress(h.field(EFFECT, "attempt"), pick),
+            compress(h.field(EFFECT, "attempt_id"), pick), strict=True):
         if s == step and k == kind:
-            out.setdefault(c, []).append(Send(i, _time(at), _count(n)))
+            out.setdefault(c, []).append(Send(i, _time(at), _count(n), _ident(ident)))
     return out
 
 
@@ -217,14 +239,15 @@ def _runs(fx: Facts, jobs: Sequence[int]) -> dict[int, list[Run]]:
     h = fx.h
     pick = list(map(set(jobs).__contains__, codes))
     columns = [compress(h.field(ATTEMPT, key), pick)
-               for key in ("attempt", "worker", "at", "ended", "status", "reason")]
+               for key in ("attempt", "attempt_id", "worker", "at", "ended", "status", "reason")]
     out: dict[int, list[Run]] = {}
-    for i, c, n, worker, at, ended, status, reason in zip(
+    for i, c, n, ident, worker, at, ended, status, reason in zip(
             compress(idx, pick), compress(codes, pick), *columns, strict=True):
         start = _time(at)
         if start is not None:
             out.setdefault(c, []).append(Run(
-                i, _count(n), worker if isinstance(worker, str) else None, start, _time(ended),
+                i, _count(n), _ident(ident), worker if isinstance(worker, str) else None, start,
+                _time(ended),
                 status if isinstance(status, str) else None,
                 reason if isinstance(reason, str) else None))
     return out
@@ -239,3 +262,8 @@ def _time(x: Any) -> float | None:
 def _count(x: Any) -> int | None:
     """An attempt number (None where it is missing or not an integer)."""
     return x if type(x) is int else None
+
+
+def _ident(x: Any) -> int | str | None:
+    """An attempt's identity (None where it is missing)."""
+    return x if type(x) is int or type(x) is str else None

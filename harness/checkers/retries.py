@@ -1,6 +1,10 @@
 """Were retries bounded and spaced as the policy says, and did no two attempts of one job
 run at the same time? Cost: O(n).
 
+Each attempt op is one attempt, however its worker numbered it (a library that redelivers
+without counting repeats the number): attempts are counted and ordered as ops, and a strike's
+``params.inflight`` names them by identity (:mod:`harness.checkers.identity`).
+
 Attempts of one job are taken in order of their start (``at``). Retry ``n`` (the attempt
 after the ``n``-th) must start no sooner than the backoff allows after attempt ``n`` ended
 (its outcome row, ``ended``): ``backoff.min_delay(n) * (1 - hammer_tolerance) -
@@ -23,6 +27,7 @@ from typing import Any
 
 from harness.checkers.facts import facts
 from harness.checkers.findings import Findings
+from harness.checkers.identity import Candidate, candidate, label, named
 from harness.checkers.model import CheckResult
 from harness.checkers.policy import Policy
 from harness.history import ATTEMPT, DISPATCH, History
@@ -30,10 +35,6 @@ from harness.nemesis.events import WORKER_KILLS
 
 NAME = "retries"
 KINDS = ("retry_bound", "hammering", "overlapping")
-
-# (job, attempt, worker) as the attempt op and the nemesis' ``params.inflight`` name it.
-_Key = tuple[Any, Any, Any]
-
 
 def check_retries(history: History, policy: Policy) -> CheckResult:
     fx = facts(history)
@@ -86,7 +87,7 @@ def _overlapping(history: History, policy: Policy,
     if policy.concurrent_attempts:
         out.notes.append("the worker declares concurrent attempts: overlap not judged")
         return 0, 0
-    killed, paused = _struck(history)
+    killed, paused = _struck(history, runs)
     values = history.values
     judged = unknown = 0
     for c, attempts in runs.items():
@@ -97,18 +98,19 @@ def _overlapping(history: History, policy: Policy,
                 judged += 1
                 stop, p, proof = latest
                 if start < stop:
-                    was = values[p]
                     out.add("overlapping", c,
-                            f"attempt {v.get('attempt', '?')} ({v.get('worker', '?')}) started "
-                            f"{stop - start:.3f} s before attempt {was.get('attempt', '?')} "
-                            f"({was.get('worker', '?')}) stopped", [p, i, *proof])
-            key = (v.get("job"), v.get("attempt"), v.get("worker"))
-            stopped = _stop(v, killed.get(key), paused.get(key, ()), policy.lease)
+                            f"{_label(v)} started {stop - start:.3f} s before "
+                            f"{_label(values[p])} stopped", [p, i, *proof])
+            stopped = _stop(v, killed.get(i), paused.get(i, ()), policy.lease)
             if stopped is None:
                 unknown += 1
             elif latest is None or stopped[0] > latest[0]:
                 latest = (stopped[0], i, stopped[1])
     return judged, unknown
+
+
+def _label(value: dict[str, Any]) -> str:
+    return label(value.get("attempt"), value.get("worker"), value.get("attempt_id"))
 
 
 def _stop(value: dict[str, Any], killed: tuple[float, int] | None,
@@ -129,20 +131,34 @@ def _stop(value: dict[str, Any], killed: tuple[float, int] | None,
     return stop, proof
 
 
-def _struck(history: History) -> tuple[dict[_Key, tuple[float, int]],
-                                       dict[_Key, tuple[tuple[float, float | None, int], ...]]]:
-    """The attempts the nemesis found in flight when it SIGKILLed their worker (``kill``,
-    ``kill_host``; -> the time and inject op) or froze it (-> each pause's start, resume and
-    inject op)."""
-    killed: dict[_Key, tuple[float, int]] = {}
-    paused: dict[_Key, tuple[tuple[float, float | None, int], ...]] = {}
-    for span in history.fault_spans():
-        if span.kind not in WORKER_KILLS and span.kind != "pause":
-            continue
-        for a in span.inflight:
-            key = (a.get("job"), a.get("attempt"), a.get("worker"))
+def _struck(history: History, runs: dict[int, list[tuple[Any, Any, Any, int]]]
+            ) -> tuple[dict[int, tuple[float, int]],
+                       dict[int, tuple[tuple[float, float | None, int], ...]]]:
+    """The attempts (by op, of the jobs in ``runs``) the nemesis found in flight when it
+    SIGKILLed their worker (``kill``, ``kill_host``; -> the time and inject op) or froze it
+    (-> each pause's start, resume and inject op)."""
+    killed: dict[int, tuple[float, int]] = {}
+    paused: dict[int, tuple[tuple[float, float | None, int], ...]] = {}
+    spans = [s for s in history.fault_spans()
+             if (s.kind in WORKER_KILLS or s.kind == "pause") and s.inflight]
+    if not spans:
+        return killed, paused
+    fx = facts(history)
+    codes: dict[Any, int] = {fx.job(c): c for c in runs}
+    values = history.values
+    attempts: dict[int, list[Candidate]] = {}
+    for span in spans:
+        for entry in span.inflight:
+            c = codes.get(entry.get("job"))
+            if c is None:
+                continue  # a job that ran once: no other attempt to overlap
+            if c not in attempts:
+                attempts[c] = [candidate(i, values[i]) for *_, i in runs[c]]
+            i = named(entry, span.start, attempts[c])
+            if i is None:
+                continue
             if span.kind in WORKER_KILLS:
-                killed.setdefault(key, (span.start, span.inject))
+                killed.setdefault(i, (span.start, span.inject))
             else:
-                paused[key] = (*paused.get(key, ()), (span.start, span.end, span.inject))
+                paused[i] = (*paused.get(i, ()), (span.start, span.end, span.inject))
     return killed, paused

@@ -26,6 +26,7 @@ from typing import Any
 
 from harness.checkers.facts import Facts, facts
 from harness.checkers.findings import Findings
+from harness.checkers.identity import label
 from harness.checkers.model import CheckResult
 from harness.checkers.policy import Policy
 from harness.history import DISPATCH, LIFE, FaultSpan, History
@@ -49,7 +50,8 @@ class Attempt:
     ended: float | None
     status: Any
     reason: Any
-    number: Any
+    number: Any  # as the worker counted it: two attempts may share one
+    ident: Any  # ``attempt_id``: its identity
 
 
 def check_workers(history: History, policy: Policy) -> CheckResult:
@@ -108,8 +110,8 @@ def _shutdowns(out: Findings, h: History, policy: Policy, lives: Sequence[int],
                        if a.ended is not None else "nothing ever ended it")
                 out.add("dropped_on_shutdown", a.code,
                         f"{worker} was sent {_signal(stop)} at {_rel(h, t)} while running "
-                        f"attempt {a.number or '?'}; the worker never finished it nor gave it "
-                        f"back: {how}", [stop.inject, a.index])
+                        f"{label(a.number, worker, a.ident)}; the worker never finished it nor "
+                        f"gave it back: {how}", [stop.inject, a.index])
         if policy.shutdown_grace is None or life is None:
             continue
         others = [s for s in spans if s is not stop and s.start <= (exited or INF)
@@ -232,7 +234,8 @@ def _attempts(fx: Facts) -> list[Attempt]:
         if not isinstance(v.get("at"), int | float):
             continue
         out.append(Attempt(i, c, str(v.get("worker", "")), float(v["at"]), v.get("ended"),
-                           v.get("status"), v.get("reason"), v.get("attempt")))
+                           v.get("status"), v.get("reason"), v.get("attempt"),
+                           v.get("attempt_id")))
     return out
 
 

@@ -50,6 +50,7 @@ from harness.history.ops import (
 from harness.history.recorder import Recorder
 from harness.history.schema import SCHEMA_FILE, schema, validate_file, validate_text
 from harness.history.values import (
+    AttemptId,
     EffectKind,
     FailureReason,
     JobState,
@@ -92,6 +93,7 @@ __all__ = [
     "PROBE",
     "SCHEMA_FILE",
     "STATE",
+    "AttemptId",
     "EffectKind",
     "FailureReason",
     "FaultPhase",

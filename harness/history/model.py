@@ -40,8 +40,8 @@ class FaultSpan:
 
     @property
     def inflight(self) -> tuple[dict[str, Any], ...]:
-        """The attempts running when the fault struck, ``{job, attempt, worker}`` each, as
-        the nemesis recorded them in ``params.inflight`` (empty when it did not)."""
+        """The attempts running when the fault struck, ``{job, attempt, attempt_id, worker}``
+        each, as the nemesis recorded them in ``params.inflight`` (empty when it did not)."""
         found = self.params.get("inflight") if isinstance(self.params, dict) else None
         if not isinstance(found, list):
             return ()

@@ -31,10 +31,11 @@ DISPATCH: Final = "dispatch"  # dispatcher: invoke {job, steps, unique?} -> ok/f
 INJECT: Final = "inject"  # nemesis, info: {fault, target, kind, params}
 HEAL: Final = "heal"  # nemesis, info: {fault, target, kind, params}
 DRAIN: Final = "drain"  # observer: invoke {deadline} -> ok {pending: 0} / info {pending: n}
-EFFECT: Final = "effect"  # observer, ok: {job, step, kind, ref?, at?}
-OUTCOME: Final = "outcome"  # observer, ok: {job, status, reason?, attempt?, worker?, at?}, one per row
-ATTEMPT: Final = "attempt"  # observer, ok: {job, attempt?, worker?, at, ended?, status?, reason?,
-#                                             stopped?}
+EFFECT: Final = "effect"  # observer, ok: {job, step, kind, ref?, at?, attempt?, attempt_id?}
+OUTCOME: Final = "outcome"  # observer, ok: {job, status, reason?, attempt?, attempt_id?, worker?,
+#                                             at?}, one per row
+ATTEMPT: Final = "attempt"  # observer, ok: {job, attempt?, attempt_id?, worker?, at, ended?,
+#                                             status?, reason?, stopped?}
 PROBE: Final = "probe"  # observer, ok: {available, reason?}
 STATE: Final = "state"  # observer, ok: {job, state, worker?, reason?, detail?, at?}
 LOCK: Final = "lock"  # observer, ok: {key, job?, holder?, ttl, age?}
@@ -89,7 +90,7 @@ class Op:
 
 
 _SHOWN_KEYS: Final = (
-    "job", "step", "kind", "status", "reason", "state", "attempt", "at", "ended",
+    "job", "step", "kind", "status", "reason", "state", "attempt", "attempt_id", "at", "ended",
     "worker", "key", "holder", "ttl", "age", "fault", "target", "available", "pending",
     "deadline", "error", "stopped",
 )

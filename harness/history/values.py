@@ -11,8 +11,12 @@ from harness.contract import FailureReason, JobState, OutcomeStatus, TerminalSta
 from harness.history.ops import ATTEMPT, EFFECT, JSON, LIFE, LOCK, OUTCOME, PROBE, STATE, JobId
 
 EffectKind: TypeAlias = Literal["db_write", "email"]
+# An attempt's identity: the ``chaos_attempts.id`` of its row (or an id its worker supplies).
+# Attempt numbers may repeat (a library that redelivers without counting); identities do not.
+AttemptId: TypeAlias = int | str
 
 __all__ = [
+    "AttemptId",
     "EffectKind",
     "FailureReason",
     "JobState",
@@ -52,47 +56,56 @@ def dispatch_value(job: JobId, steps: Sequence[Mapping[str, JSON]], unique: str 
 
 
 def effect(job: JobId, step: int, kind: EffectKind, *, ref: str | int | None = None,
-           at: float | None = None, attempt: int | None = None) -> Observation:
+           at: float | None = None, attempt: int | None = None,
+           attempt_id: AttemptId | None = None) -> Observation:
     """One side effect of step ``step`` (0-based) of ``job``, observed by the harness;
-    ``kind`` is the step's op; ``attempt`` the attempt that made it, when known."""
+    ``kind`` is the step's op; ``attempt`` the number and ``attempt_id`` the identity of the
+    attempt that made it, when known."""
     return Observation(EFFECT, _clean(job=job, step=step, kind=kind, ref=ref, at=at,
-                                      attempt=attempt))
+                                      attempt=attempt, attempt_id=attempt_id))
 
 
-def effect_row(job: JobId, step: int, *, ref: str | int | None = None, at: float | None = None
-               ) -> Observation:
-    """A ``db_write`` effect row (``ref`` = row id, ``at`` = when the row was written)."""
-    return effect(job, step, "db_write", ref=ref, at=at)
+def effect_row(job: JobId, step: int, *, ref: str | int | None = None, at: float | None = None,
+               attempt_id: AttemptId | None = None) -> Observation:
+    """A ``db_write`` effect row (``ref`` = row id, ``at`` = when the row was written,
+    ``attempt_id`` = the row's, when the worker wrote one)."""
+    return effect(job, step, "db_write", ref=ref, at=at, attempt_id=attempt_id)
 
 
 def sink_message(job: JobId, step: int, *, ref: str | None = None, at: float | None = None,
-                 attempt: int | None = None) -> Observation:
+                 attempt: int | None = None, attempt_id: AttemptId | None = None
+                 ) -> Observation:
     """A message received by the SMTP sink (``ref`` = Message-ID, ``at`` = received,
-    ``attempt`` = the attempt number it was tagged with, ``X-Chaos-Attempt``)."""
-    return effect(job, step, "email", ref=ref, at=at, attempt=attempt)
+    ``attempt`` = the attempt number it was tagged with, ``X-Chaos-Attempt``, and
+    ``attempt_id`` the attempt's identity, ``X-Chaos-Attempt-Id``)."""
+    return effect(job, step, "email", ref=ref, at=at, attempt=attempt, attempt_id=attempt_id)
 
 
 def reported_outcome(job: JobId, status: OutcomeStatus, *, reason: FailureReason | None = None,
                      attempt: int | None = None, worker: str | None = None,
-                     at: float | None = None) -> Observation:
+                     at: float | None = None, attempt_id: AttemptId | None = None
+                     ) -> Observation:
     """An outcome row the worker reported (``completed``, or ``retrying`` / ``dead`` with its
-    ``reason``): one per row, not one per job; only ``completed`` and ``dead`` end a job."""
+    ``reason``): one per row, not one per job; only ``completed`` and ``dead`` end a job.
+    ``attempt_id``: the attempt it ended (the row's, else the one the collector matched)."""
     return Observation(OUTCOME, _clean(job=job, status=status, reason=reason, attempt=attempt,
-                                       worker=worker, at=at))
+                                       worker=worker, at=at, attempt_id=attempt_id))
 
 
 def attempt_record(job: JobId, *, at: float, ended: float | None = None,
                    status: OutcomeStatus | None = None, reason: FailureReason | None = None,
                    attempt: int | None = None, worker: str | None = None,
-                   stopped: float | None = None) -> Observation:
+                   stopped: float | None = None, attempt_id: AttemptId | None = None
+                   ) -> Observation:
     """One attempt to run ``job``: started ``at``; if an outcome row ended it, ``ended`` and
     that row's ``status`` (``completed``, ``retrying``, ``dead``) and failure ``reason``. An
     attempt whose process died before writing one has none of them. ``stopped``: when the
     attempt's process really ended, as its worker recorded it (None: not known; a reaper's
-    outcome row may be written while the attempt still runs)."""
-    return Observation(ATTEMPT, _clean(job=job, attempt=attempt, worker=worker, at=at,
-                                       ended=ended, status=status, reason=reason,
-                                       stopped=stopped))
+    outcome row may be written while the attempt still runs). ``attempt_id``: its identity
+    (attempts are told apart by it; ``attempt``, the number, may repeat)."""
+    return Observation(ATTEMPT, _clean(job=job, attempt=attempt, attempt_id=attempt_id,
+                                       worker=worker, at=at, ended=ended, status=status,
+                                       reason=reason, stopped=stopped))
 
 
 def probe_status(available: bool, reason: str | None = None) -> Observation:

@@ -29,11 +29,13 @@ class Attempt:
     """An attempt of the job, running on a live worker process: the one to strike."""
 
     job: str
-    attempt: int
+    attempt_id: int  # its identity (``chaos_attempts.id``)
+    attempt: int  # its number, as the worker counted it
     worker: str
 
     def as_inflight(self) -> dict[str, Any]:
-        return {"job": self.job, "attempt": self.attempt, "worker": self.worker}
+        return {"job": self.job, "attempt": self.attempt, "attempt_id": self.attempt_id,
+                "worker": self.worker}
 
 
 def bound(policy: RunPolicy, down: float) -> float:
@@ -49,7 +51,7 @@ class CrashLoop:
 
     event: Event
     until: float
-    struck: set[tuple[int, str]] = field(default_factory=set)  # (attempt, worker) killed
+    struck: set[int] = field(default_factory=set)  # the attempts killed, by identity
 
     @property
     def job(self) -> str:
@@ -62,6 +64,7 @@ class CrashLoop:
         Raises on a connection error (the caller looks again)."""
         if time.monotonic() >= self.until or self.job in gauges.terminal_jobs():
             return None
-        return [Attempt(self.job, n, worker) for n, worker, at, ended in gauges.attempts_of(self.job)
-                if (n, worker) not in self.struck and not ended and live(worker)
+        return [Attempt(self.job, i, n, worker)
+                for i, n, worker, at, ended in gauges.attempts_of(self.job)
+                if i not in self.struck and not ended and live(worker)
                 and at >= started.get(worker, float("inf"))]

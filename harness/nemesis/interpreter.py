@@ -2,10 +2,11 @@
 
 It waits for each event's trigger, applies the event to the run's world, and heals it when
 its time comes; every fault is recorded as an ``inject`` and a ``heal`` op under one fault id,
-with the attempts that were in flight when it struck (``params.inflight``). Healing always
-runs: at its due time on the normal path, at once when the run errors. A ``kill_host`` event is
-a watch (:mod:`harness.nemesis.crashloop`) that strikes on every attempt of its job until the
-job is terminal; the plan is performed once every watch has ended and every fault is healed.
+with the attempts that were in flight when it struck (``params.inflight``: each attempt's job,
+number, identity and worker). Healing always runs: at its due time on the normal path, at once
+when the run errors. A ``kill_host`` event is a watch (:mod:`harness.nemesis.crashloop`) that
+strikes on every attempt of its job until the job is terminal; the plan is performed once every
+watch has ended and every fault is healed.
 """
 
 from __future__ import annotations
@@ -313,7 +314,7 @@ class Nemesis:
         self.world.struck.add(w.worker_id)
         w.kill()
         self.kills += 1
-        loop.struck.add((attempt.attempt, attempt.worker))
+        loop.struck.add(attempt.attempt_id)
 
         def restart() -> Mapping[str, Any]:
             self.world.restart(index)

@@ -11,11 +11,51 @@ from typing import Any
 
 from harness.contract import Connections, ProbeState
 
-INFLIGHT_SQL = """
-SELECT a.job_id, a.attempt, a.worker, extract(epoch FROM a.started_at)::float8
-FROM chaos_attempts a
-WHERE NOT EXISTS (SELECT 1 FROM chaos_outcomes o
-                  WHERE o.job_id = a.job_id AND o.attempt = a.attempt AND o.worker = a.worker)
+# The attempts no outcome row ended (as ``harness.collectors.match_outcomes`` matches them),
+# of the job ``%(job)s`` (NULL: of every job). An outcome row with an ``attempt_id`` ended that
+# attempt. The others, per (job, attempt number, worker), each end the latest attempt that
+# started at or before them and was not ended yet: a stack, attempts pushed at their start and
+# popped by outcome rows in time order. Attempt ``a`` was popped when, after it, outcome rows
+# outnumber attempts somewhere: the running sum (attempt -1, outcome +1) rises above its value
+# at ``a``.
+OPEN_SQL = """
+WITH claimed AS (
+    SELECT attempt_id AS id FROM chaos_outcomes WHERE attempt_id IS NOT NULL
+), events AS (
+    SELECT a.id, a.job_id, a.attempt, a.worker, a.started_at AS t, -1 AS step
+    FROM chaos_attempts a
+    WHERE (%(job)s::text IS NULL OR a.job_id = %(job)s)
+      AND NOT EXISTS (SELECT 1 FROM claimed c WHERE c.id = a.id)
+    UNION ALL
+    SELECT o.id, o.job_id, o.attempt, o.worker, o.at, 1
+    FROM chaos_outcomes o
+    WHERE (%(job)s::text IS NULL OR o.job_id = %(job)s) AND o.attempt_id IS NULL
+), running AS (
+    SELECT id, job_id, attempt, worker, t, step,
+           sum(step) OVER (PARTITION BY job_id, attempt, worker ORDER BY t, step, id
+                           ROWS UNBOUNDED PRECEDING) AS depth
+    FROM events
+), ahead AS (
+    SELECT id, step, depth,
+           max(depth) OVER (PARTITION BY job_id, attempt, worker ORDER BY t, step, id
+                            ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS peak
+    FROM running
+)
+SELECT id FROM ahead WHERE step = -1 AND (peak IS NULL OR peak <= depth)
+"""
+
+INFLIGHT_SQL = f"""
+WITH open AS ({OPEN_SQL})
+SELECT a.id, a.job_id, a.attempt, a.worker, extract(epoch FROM a.started_at)::float8
+FROM chaos_attempts a JOIN open USING (id)
+ORDER BY a.id
+"""
+
+ATTEMPTS_OF_SQL = f"""
+WITH open AS ({OPEN_SQL})
+SELECT a.id, a.attempt, a.worker, extract(epoch FROM a.started_at)::float8,
+       NOT EXISTS (SELECT 1 FROM open WHERE open.id = a.id)
+FROM chaos_attempts a WHERE a.job_id = %(job)s
 ORDER BY a.id
 """
 
@@ -32,7 +72,8 @@ class Gauges:
         self._pg: Any = None
         self._redis: Any = None
 
-    def _sql(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    def _sql(self, sql: str, args: tuple[Any, ...] | Mapping[str, Any] = ()
+             ) -> list[tuple[Any, ...]]:
         import psycopg
 
         if self._pg is None or self._pg.closed:
@@ -78,25 +119,24 @@ class Gauges:
         return str(rows[0][0]) if rows else None
 
     def inflight(self, worker: str | None = None) -> list[dict[str, Any]]:
-        """Attempts started and not ended (no outcome row), of ``worker`` or of all."""
-        return [{"job": j, "attempt": a, "worker": w} for j, a, w, _ in self._sql(INFLIGHT_SQL)
+        """Attempts started and not ended (no outcome row ended them), of ``worker`` or of
+        all: ``{job, attempt, attempt_id, worker}`` each."""
+        rows = self._sql(INFLIGHT_SQL, {"job": None})
+        return [{"job": j, "attempt": n, "attempt_id": i, "worker": w} for i, j, n, w, _ in rows
                 if worker is None or w == worker]
 
-    def attempts_of(self, job_id: str) -> list[tuple[int, str, float, bool]]:
-        """Each attempt of ``job_id`` in order: (attempt, worker, Unix start time, ended: it
-        has an outcome row)."""
-        rows = self._sql(
-            "SELECT a.attempt, a.worker, extract(epoch FROM a.started_at)::float8, "
-            "EXISTS (SELECT 1 FROM chaos_outcomes o WHERE o.job_id = a.job_id "
-            "AND o.attempt = a.attempt AND o.worker = a.worker) "
-            "FROM chaos_attempts a WHERE a.job_id = %s ORDER BY a.id", (job_id,))
-        return [(int(n), str(w), float(at), bool(ended)) for n, w, at, ended in rows]
+    def attempts_of(self, job_id: str) -> list[tuple[int, int, str, float, bool]]:
+        """Each attempt of ``job_id`` in order: (attempt id, attempt number, worker, Unix
+        start time, ended: an outcome row ended it)."""
+        rows = self._sql(ATTEMPTS_OF_SQL, {"job": job_id})
+        return [(int(i), int(n), str(w), float(at), bool(ended)) for i, n, w, at, ended in rows]
 
     def running_on_live_workers(self, started: Mapping[str, float]) -> int:
         """Attempts without an outcome that began after their worker's current process
         started (``started``: worker id -> its Unix start time): work really in progress, as
         opposed to attempts of a process that was killed."""
-        return sum(1 for _, _, w, at in self._sql(INFLIGHT_SQL) if at >= started.get(w, 1e18))
+        return sum(1 for _, _, _, w, at in self._sql(INFLIGHT_SQL, {"job": None})
+                   if at >= started.get(w, 1e18))
 
     @property
     def probing(self) -> bool:

@@ -38,6 +38,13 @@ class SinkMessage:
         tag = (self.header("X-Chaos-Attempt") or "").strip()
         return int(tag) if tag.isdigit() and int(tag) >= 1 else None
 
+    @property
+    def attempt_id(self) -> int | None:
+        """The identity of the attempt that sent it (its ``chaos_attempts.id``), if the worker
+        tagged it (``X-Chaos-Attempt-Id``; optional)."""
+        tag = (self.header("X-Chaos-Attempt-Id") or "").strip()
+        return int(tag) if tag.isdigit() else None
+
 
 def smtp_banner(host: str, port: int, timeout: float = 0.5) -> bool:
     """True when an SMTP server at host:port greets with 220."""

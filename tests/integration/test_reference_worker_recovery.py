@@ -58,6 +58,24 @@ def test_sigkilled_worker_job_is_reclaimed_by_the_reaper_effects_once(
     assert outcomes[1].worker != victim.worker_id
     assert len(tables.effects("orphan")) == 1, "db_write must be exactly once across the crash"
     assert [m.step for m in smtp_sink.messages() if m.job == "orphan"] == ["2"]
+    # Every row names its attempt's identity, the reaper's lease_lost row too.
+    ids = _identities(tables, "orphan")
+    assert [ids[n] for n in (1, 2)] == _ids(tables, "chaos_outcomes", "orphan")
+    assert [ids[1]] == _ids(tables, "chaos_effects", "orphan")
+    assert [m.attempt_id for m in smtp_sink.messages() if m.job == "orphan"] == [ids[2]]
+
+
+def _identities(tables: Tables, job_id: str) -> dict[int, int]:
+    """Attempt number -> the id of its ``chaos_attempts`` row."""
+    rows = tables.conn.execute("SELECT attempt, id FROM chaos_attempts WHERE job_id = %s",
+                               (job_id,)).fetchall()
+    return dict(rows)
+
+
+def _ids(tables: Tables, table: str, job_id: str) -> list[int | None]:
+    """The ``attempt_id`` of each row of ``table`` for ``job_id``, in order."""
+    return [r[0] for r in tables.conn.execute(
+        f"SELECT attempt_id FROM {table} WHERE job_id = %s ORDER BY id", (job_id,))]
 
 
 def test_heartbeat_keeps_a_job_longer_than_the_lease_with_one_owner(chaos_connections,

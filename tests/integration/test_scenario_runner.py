@@ -34,8 +34,9 @@ def test_a_strike_records_the_attempts_it_interrupted(chaos):
     jobs = [job("victim", db_write(), sleep(1.0))]
     judgement = chaos.play(plan(1, jobs, kill_job(0, after(effects=1))))
     [inject] = [op.value for op in judgement.history.ops(h.INJECT)]
-    assert inject["params"]["inflight"] == [{"job": "victim", "attempt": 1,
-                                             "worker": "worker-1"}]
+    first = min((op.value for op in judgement.history.ops(h.ATTEMPT)), key=lambda v: v["at"])
+    assert inject["params"]["inflight"] == [{"job": "victim", "attempt": 1, "worker": "worker-1",
+                                             "attempt_id": first["attempt_id"]}]
     assert inject["params"]["pids"], "the job's process was found and killed"
     assert judgement.valid, judgement.text
 

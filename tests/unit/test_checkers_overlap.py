@@ -5,7 +5,7 @@ from __future__ import annotations
 from jobchaos_histories import Builder
 
 from harness.checkers import Anomaly, Backoff, Policy, Validity, check, check_retries
-from harness.collectors import TableRows, table_observations
+from harness.collectors import AttemptRow, OutcomeRow, TableRows, table_observations
 from harness.history import HEAL, INJECT, attempt_record
 
 POLICY = Policy(max_tries=3, backoff=Backoff(base=0.2, cap=1.0), job_timeout=1.0, lease=2.0)
@@ -112,12 +112,13 @@ def test_a_paused_attempt_that_stops_soon_after_its_resume_stopped_when_frozen()
 
 
 def test_the_collectors_carry_each_attempts_stop() -> None:
-    rows = TableRows(attempts=[("j", 1, "worker-1", 10.0), ("j", 2, "worker-2", 12.0)],
-                     effects=[], outcomes=[("j", 1, "worker-1", "retrying", "lease_lost", 11.0)],
-                     stopped={("j", 1, "worker-1"): 12.5})
+    rows = TableRows(attempts=[AttemptRow(1, "j", 1, "worker-1", 10.0, 12.5),
+                               AttemptRow(2, "j", 2, "worker-2", 12.0)],
+                     effects=[], outcomes=[OutcomeRow("j", 1, "worker-1", "retrying",
+                                                      "lease_lost", 11.0)])
     attempts = [o for o in table_observations(rows) if o.f == "attempt"]
     assert attempts == [
         attempt_record("j", at=10.0, ended=11.0, status="retrying", reason="lease_lost",
-                       attempt=1, worker="worker-1", stopped=12.5),
-        attempt_record("j", at=12.0, attempt=2, worker="worker-2"),
+                       attempt=1, attempt_id=1, worker="worker-1", stopped=12.5),
+        attempt_record("j", at=12.0, attempt=2, attempt_id=2, worker="worker-2"),
     ]

@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 
 from harness import contract
-from harness.collectors import TableRows, probe_observations, table_observations
+from harness.collectors import (
+    AttemptRow,
+    EffectRow,
+    OutcomeRow,
+    TableRows,
+    probe_observations,
+    table_observations,
+)
 from harness.history import (
     SCHEMA_FILE,
     HistoryError,
@@ -40,20 +47,22 @@ def recorded(path: Path) -> Path:
         rec.info(rec.invoke("dispatcher", "dispatch", {"job": 7, "steps": ["email"]}))
         # The runner's call, positional: (phase, id, target, kind, params).
         rec.record_fault("inject", "kill-1", "worker-2", "kill",
-                         {"inflight": [{"job": "a", "attempt": 1, "worker": "worker-2"}]})
+                         {"inflight": [{"job": "a", "attempt": 1, "attempt_id": 1,
+                                        "worker": "worker-2"}]})
         rec.record_fault("heal", "kill-1", "worker-2", "kill", {})
         rec.record_fault("inject", "f1", "redis", "latency", {"ms": 50, "proxy": "redis"})
         drain = rec.invoke("observer", "drain", {"deadline": 9.5})
         rec.info(drain, {"pending": 1, "queued": 0, "jobs": ["b"]})
         rec.observe(*table_observations(TableRows(
-            attempts=[("a", 1, "worker-2", 1.0), ("a", 2, "worker-1", 3.0),
-                      ("c", 1, "worker-1", 4.0)],
-            effects=[("a", 0, 1, 3.5)],
-            outcomes=[("a", 1, "worker-2", "retrying", "killed", 2.0),
-                      ("a", 2, "worker-1", "completed", None, 3.6),
-                      ("c", 1, "worker-1", "dead", "memory", 4.5)],
-            stopped={("a", 2, "worker-1"): 3.55, ("c", 1, "worker-1"): 4.4})))
-        rec.observe(sink_message("a", 1, ref="0", at=3.5), effect_row(7, 0))
+            attempts=[AttemptRow(1, "a", 1, "worker-2", 1.0),
+                      AttemptRow(2, "a", 2, "worker-1", 3.0, 3.55),
+                      AttemptRow(3, "c", 1, "worker-1", 4.0, 4.4)],
+            effects=[EffectRow("a", 0, 1, 3.5, attempt_id=2)],
+            outcomes=[OutcomeRow("a", 1, "worker-2", "retrying", "killed", 2.0),
+                      OutcomeRow("a", 2, "worker-1", "completed", None, 3.6, attempt_id=2),
+                      OutcomeRow("c", 1, "worker-1", "dead", "memory", 4.5)])))
+        rec.observe(sink_message("a", 1, ref="0", at=3.5, attempt=2, attempt_id=2),
+                    effect_row(7, 0))
         rec.observe(*probe_observations(contract.ProbeState(
             queued=("q",), scheduled=("s",), leased=(contract.Lease("l", "worker-1", 1.0),),
             dead=(contract.Dead("c", "memory"), contract.Dead("d", "gone")),
@@ -133,6 +142,11 @@ PROBE = _op("probe", {"available": True})
      r":2: attempt op: value: 'reason' is a required property"),
     (HEAD + _op("attempt", {"job": "a", "ended": 2.0, "status": "completed"}),
      r":2: attempt op: value: 'at' is a required property"),
+    # attempt_id: an identity, a number or a string
+    (HEAD + _op("attempt", {"job": "a", "at": 1.0, "attempt_id": [1]}),
+     r":2: attempt op: value.attempt_id: \[1\] is not of type 'integer', 'string'"),
+    (HEAD + _op("outcome", {"job": "a", "status": "completed", "attempt_id": 1.5}),
+     r":2: outcome op: value.attempt_id: 1.5 is not of type 'integer', 'string'"),
     # probe, state, lock
     (HEAD + _op("probe", {"available": "yes"}), r":2: probe op: value.available: 'yes' is not"),
     (HEAD + _op("state", {"job": "a", "state": "running"}),
