@@ -9,11 +9,14 @@ import threading
 import time
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 
 from harness.contract import (
     Connections,
+    alloc,
+    cpu,
     crash,
     db_write,
     email,
@@ -23,7 +26,7 @@ from harness.contract import (
     worker_env,
 )
 from harness.kit import CRASH_EXIT_CODE, Kit, StepFailed
-from reference_worker.testing import FAST
+from reference_worker.testing import FAST, wait_until
 
 
 def make_kit(conn: Connections, report_url: str, worker: str = "worker-7", **kw: Any) -> Kit:
@@ -187,3 +190,25 @@ def test_reports_ride_out_a_broken_link_while_the_jobs_effect_does_not(
         reporting_through_the_link.close()
     assert rows(db, "SELECT worker FROM chaos_ready") == [("worker-7",)]
     assert rows(db, "SELECT 1 FROM chaos_effects") == []
+
+
+def test_cpu_and_alloc_do_what_they_say(kit):
+    """``cpu`` burns CPU time (it never sleeps); ``alloc`` touches every page it allocates, so
+    the memory is really resident (what a memory limit sees)."""
+    attempt = kit.begin(job("hungry", cpu(0.3), alloc(64, hold=1.0)))
+    pid = os.fork()
+    if pid == 0:
+        attempt.run()
+        os._exit(0)
+    child = psutil.Process(pid)
+    rss = [0]
+
+    def resident() -> bool:
+        rss.append(child.memory_info().rss)
+        return max(rss) > 64 * 1024 * 1024
+
+    try:
+        wait_until(resident, timeout=10, what="64 MiB resident in the job process")
+        assert child.cpu_times().user + child.cpu_times().system >= 0.25
+    finally:
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0

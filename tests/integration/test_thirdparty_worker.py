@@ -185,7 +185,7 @@ def run_session(where: Path) -> dict[str, tuple[str, str]] | str:
          "--jobchaos-dispatcher=tests.workers.thirdparty.dispatcher:enqueue",
          f"--jobchaos-worker-profile={HERE / 'profile.toml'}",
          str(HERE / "judged.py"), *SCENARIOS],
-        cwd=ROOT, env={**os.environ, **ENV}, capture_output=True, text=True, timeout=600,
+        cwd=ROOT, env={**os.environ, **ENV}, capture_output=True, text=True, timeout=280,
         check=False)
     out = done.stdout + done.stderr
     if not report.exists():

@@ -24,6 +24,13 @@ from harness.run import ChaosRun
 from harness.run.judge import Judgement
 
 
+@pytest.fixture(autouse=True)
+def _tinyq_only(jobchaos_config) -> None:
+    if "tests.workers.thirdparty.worker" not in " ".join(jobchaos_config.worker_cmd or ()):
+        pytest.skip("judged.py judges the tinyq worker: run it with the options in its "
+                    "docstring (tests/integration/test_thirdparty_worker.py does)")
+
+
 def rows(chaos: ChaosRun, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     with psycopg.connect(chaos.world.direct.database_url, autocommit=True) as conn:
         return conn.execute(sql, params).fetchall()
