@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from harness.contract import Connections, Policy
 from harness.faults.link import FaultLink
 from harness.faults.links import Faults, LinkPool, attempt_all
+from harness.profile import DEFAULT_PROFILE, WorkerProfile
 from harness.services.base import log_tail
 from harness.services.smtp import SinkMessage
 from harness.services.workers import REFERENCE_WORKER, WorkerPool, WorkerProcess, WorkerStartError
@@ -34,11 +35,13 @@ class Sink(Protocol):
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """Which worker runs, and how it is probed (from the plugin's settings)."""
+    """Which worker runs, how it is probed, and what it declares (from the plugin's
+    settings)."""
 
     argv: Sequence[str] = REFERENCE_WORKER
     probe_argv: Sequence[str] | None = REFERENCE_PROBE
     env: Mapping[str, str] = field(default_factory=dict)
+    profile: WorkerProfile = DEFAULT_PROFILE
 
 
 class World:
