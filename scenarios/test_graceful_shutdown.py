@@ -8,7 +8,9 @@ the second is cold (kill the job now, give it back).
 Checked, not assumed (the ``workers`` checker): the signalled worker must end its attempt
 itself (``dropped_on_shutdown`` when only a reaper's lease expiry ended it, even if the job
 completed later elsewhere) and exit within its grace (``slow_shutdown``: a worker that waits
-for its job past the grace is SIGKILLed by the orchestrator mid-job in production).
+for its job past the grace is SIGKILLed by the orchestrator mid-job in production). The cold
+stop is checked to have cut the job short: a worker with only a warm shutdown would finish it
+within the grace and pass for nothing.
 """
 
 from __future__ import annotations

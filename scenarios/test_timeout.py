@@ -3,7 +3,9 @@
 Guards against the most common silent loss in PHP and Python job runners: the worker process
 is killed on timeout and its ``failed()`` hook never runs (Laravel's documented behaviour for
 ``$timeout``), so the job is neither completed nor failed: it simply vanishes. Jobs that busy
-the CPU without yielding must be killed just the same.
+the CPU without yielding must be killed just the same. And against the timeout that never
+fires (Laravel without the pcntl extension): a hung job holds its worker for as long as it
+hangs (``overran``, judged against the declared timeout and its granularity).
 """
 
 from __future__ import annotations

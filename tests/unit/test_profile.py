@@ -46,6 +46,14 @@ def test_a_toml_profile_declares_policy_and_missing_features(tmp_path: Path) -> 
     assert policy.lease == SCENARIO_POLICY.lease  # not declared: the scenario's value
 
 
+def test_the_checkers_judge_against_the_declared_values(tmp_path: Path) -> None:
+    profile = load(write(tmp_path, "[policy]\nshutdown_grace = 5.0\nmax_tries = 2\n"
+                                   "job_timeout = 1.5\ntimeout_granularity = 1.0\n"))
+    checkers = profile.apply(SCENARIO_POLICY).for_checkers()
+    assert (checkers.shutdown_grace, checkers.max_tries) == (5.0, 2)  # slow_shutdown, tries
+    assert (checkers.enforced_timeout_s, checkers.timeout_bound_s) == (2.0, 3.0)  # overran
+
+
 def test_a_json_profile_reads_the_same(tmp_path: Path) -> None:
     body = {"policy": {"max_tries": 1, "job_timeout": 2.0, "timeout_granularity": 1},
             "features": {"locks": False}}
