@@ -33,7 +33,7 @@ Feature: TypeAlias = Literal["retries", "dedupe", "locks", "memory_limit", "warm
                              "cold_shutdown", "ready"]
 FEATURES: Final[tuple[Feature, ...]] = get_args(Feature)
 
-# What each feature means, for error messages and docs/contract.md.
+# What each feature means (error messages say it).
 FEATURE_MEANING: Final[Mapping[str, str]] = {
     "retries": "a failed attempt is tried again, up to max_tries",
     "dedupe": "a job id dispatched again is not run again",
@@ -43,6 +43,7 @@ FEATURE_MEANING: Final[Mapping[str, str]] = {
     "cold_shutdown": "a second SIGTERM kills the job in flight at once and gives it back",
     "ready": "each worker process writes a chaos_ready row once it consumes",
 }
+
 
 class ProfileError(ValueError):
     """A worker profile the harness cannot use; ``fix`` says what to change."""
