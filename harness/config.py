@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from harness.profile import WorkerProfile
+from harness.profile import load as load_profile
+
 PROFILES = ("pr", "nightly")
 
 
@@ -149,6 +152,8 @@ SETTINGS: tuple[Setting, ...] = (
             "plans, each played twice (default 0: off)", _count, default="0"),
     Setting("worker_bugs", "Bug switches for the reference worker (comma-separated)",
             env_aliases=("REFERENCE_WORKER_BUGS",)),
+    Setting("worker_profile", "TOML or JSON file declaring the worker's fixed policy and the "
+            "features it lacks (default: every feature, the scenario policy)", _path),
 )
 
 
@@ -174,6 +179,7 @@ class Config:
     worker_bugs: str | None = None
     replay: Path | None = None
     shrink: int = 0
+    worker_profile: WorkerProfile | None = None
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -204,11 +210,12 @@ def resolve(
                 raw, source = s.default, "default"
         try:
             values[s.name] = s.parse(raw)
+            if s.name == "worker_profile":  # read once, here: its mistakes are setting errors
+                values[s.name] = load_profile(rootdir / values[s.name])
         except ValueError as exc:
-            raise ConfigError(
-                f"{s.name}: {raw!r} (from {source}) is not valid: {exc}. "
-                f"Fix: set {s.how_to_set} to a valid value, or unset it."
-            ) from None
+            fix = getattr(exc, "fix", None) or f"set {s.how_to_set} to a valid value, or unset it"
+            raise ConfigError(f"{s.name}: {raw!r} (from {source}) is not valid: {exc}. "
+                              f"Fix: {fix}.") from None
         sources[s.name] = source
     if not values["artifacts_dir"].is_absolute():
         values["artifacts_dir"] = rootdir / values["artifacts_dir"]

@@ -26,6 +26,7 @@ EXPECTED: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "ack_early": (("test_worker_crash.py::test_sigkill_between_effect_and_ack",), ("lost",)),
     "no_reaper": (("test_worker_crash.py::test_sigkill_between_effect_and_ack",), ("stuck",)),
     "timeout_skips_failed_hook": (("test_timeout.py",), ("lost", "unresolved")),
+    "timeout_not_enforced": (("test_timeout.py",), ("overran",)),
     "memory_kill_unrecorded": (("test_memory.py",), ("lost", "unresolved")),
     "effects_not_idempotent": (("test_worker_crash.py::test_sigkill_between_effect_and_ack",
                                 "test_server_restarts.py::test_postgres_restart_mid_run"),

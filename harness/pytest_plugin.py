@@ -26,6 +26,7 @@ from harness.config import SETTINGS, Config, ConfigError, resolve
 if TYPE_CHECKING:
     from harness.contract import Connections
     from harness.nemesis.replay import Replay
+    from harness.profile import WorkerProfile
     from harness.run import ChaosRun, Profile, RunBuilder
     from harness.run.world import WorkerSpec
     from harness.services.redis import Persistence
@@ -70,7 +71,18 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "jobchaos_redis(persistence): each scenario run of the test gets a Redis "
         "server of its own, with persistence 'always' (append-only, fsync every write) or "
         "'none' (a restart forgets everything); for scenarios that restart Redis")
+    from harness.needs import MARKER_HELP
+
+    config.addinivalue_line("markers", MARKER_HELP)
     _raise_on_sigterm()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A scenario needing a feature the worker lacks is skipped as not applicable."""
+    from harness.needs import skip_not_applicable
+    from harness.profile import DEFAULT_PROFILE
+
+    skip_not_applicable(items, config.stash[CONFIG_KEY].worker_profile or DEFAULT_PROFILE)
 
 
 def _preflight(config: pytest.Config, cfg: Config) -> None:
@@ -241,6 +253,15 @@ def jobchaos_seed(jobchaos_config: Config) -> int:
 
 
 @pytest.fixture(scope="session")
+def jobchaos_worker_profile(jobchaos_config: Config) -> WorkerProfile:
+    """What the worker under test declares (--jobchaos-worker-profile; default: every
+    feature, no fixed policy value)."""
+    from harness.profile import DEFAULT_PROFILE
+
+    return jobchaos_config.worker_profile or DEFAULT_PROFILE
+
+
+@pytest.fixture(scope="session")
 def jobchaos_profile(jobchaos_config: Config) -> Profile:
     """The scenario profile (``pr`` or ``nightly``) chosen by --jobchaos-profile."""
     from harness.run import PROFILES
@@ -250,6 +271,7 @@ def jobchaos_profile(jobchaos_config: Config) -> Profile:
 
 def _worker_spec(cfg: Config) -> WorkerSpec:
     from harness.dispatching import load, redis_list
+    from harness.profile import DEFAULT_PROFILE
     from harness.run.world import REFERENCE_PROBE, WorkerSpec
     from harness.services.workers import REFERENCE_WORKER
 
@@ -261,7 +283,7 @@ def _worker_spec(cfg: Config) -> WorkerSpec:
     dispatcher = redis_list if cfg.dispatcher is None else load(
         cfg.dispatcher, cfg.sources.get("dispatcher", "default"))
     return WorkerSpec(argv=cfg.worker_cmd or REFERENCE_WORKER, probe_argv=probe, env=env,
-                      dispatcher=dispatcher)
+                      dispatcher=dispatcher, profile=cfg.worker_profile or DEFAULT_PROFILE)
 
 
 def _reproduce(cfg: Config, seed: int) -> list[str]:
@@ -277,6 +299,8 @@ def _reproduce(cfg: Config, seed: int) -> list[str]:
         out.append(f"--jobchaos-dispatcher={cfg.dispatcher}")
     if cfg.worker_bugs:
         out.append(f"--jobchaos-worker-bugs={cfg.worker_bugs}")
+    if cfg.worker_profile:
+        out.append(f"--jobchaos-worker-profile={cfg.worker_profile.source}")
     return out
 
 

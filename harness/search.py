@@ -22,7 +22,7 @@ import contextlib
 import itertools
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
@@ -34,6 +34,7 @@ from harness.checkers import Validity
 from harness.contract import Job, Policy, alloc, db_write, email, fail, job, sleep
 from harness.nemesis.events import BUSY, LINKS, Event, Plan, Trigger
 from harness.nemesis.interpreter import TriggerTimeout
+from harness.profile import FEATURES
 from harness.run.policy import SCENARIO_POLICY, RunPolicy
 from harness.run.run import ChaosRun
 
@@ -58,30 +59,34 @@ def shaped_job(shape: str, n: int, policy: Policy) -> Job:
 
 
 def plans(*, policy: Policy, max_jobs: int, max_events: int, horizon: float, workers: int,
-          shapes: Sequence[str] = FAST_SHAPES, longest_fault: float = 1.5
-          ) -> st.SearchStrategy[Plan]:
+          shapes: Sequence[str] = FAST_SHAPES, longest_fault: float = 1.5,
+          features: Collection[str] = FEATURES) -> st.SearchStrategy[Plan]:
     """Plans of up to ``max_jobs`` jobs (mostly ``plain``, some of the other ``shapes``) and
     ``max_events`` events, each at a moment within ``horizon`` seconds or once some attempts
-    started: kills, SIGTERMs and pauses of a given or the busy worker, link faults,
-    re-dispatches. Hypothesis's own shrinking (unused on live runs) goes towards fewer
-    events, fewer jobs, earlier and shorter faults."""
+    started: kills, SIGTERMs (if the worker has ``warm_shutdown`` among its ``features``) and
+    pauses of a given or the busy worker, link faults, re-dispatches (if it has ``dedupe``).
+    Hypothesis's own shrinking (unused on live runs) goes towards fewer events, fewer jobs,
+    earlier and shorter faults."""
     times = st.floats(0.0, horizon, allow_nan=False).map(lambda x: round(x, 2))
     lasting = st.floats(0.05, longest_fault, allow_nan=False).map(lambda x: round(x, 2))
     # A strike at a moment, or once some attempts have started (then it lands on running work).
     when = st.one_of(times.map(lambda t: Trigger(at=t)),
                      st.integers(1, max_jobs).map(lambda n: Trigger(attempts=n)))
     worker = st.one_of(st.just(BUSY), st.integers(0, workers - 1))
+    sigterms = [st.builds(lambda w, t: Event("signal", w, t, params={"signal": "SIGTERM",
+                                                                     "count": 1}),
+                          worker, when)] if "warm_shutdown" in features else []
     worker_events = st.one_of(
-        st.builds(lambda w, t: Event("kill", w, t), worker, when),
-        st.builds(lambda w, t: Event("signal", w, t, params={"signal": "SIGTERM", "count": 1}),
-                  worker, when),
+        st.builds(lambda w, t: Event("kill", w, t), worker, when), *sigterms,
         st.builds(lambda w, t, d: Event("pause", w, t, d), worker, when, lasting))
     link_events = st.builds(lambda k, link, t, d: Event(k, link, t, d),
                             st.sampled_from(("down", "latency", "reset_peer", "blackhole")),
                             st.sampled_from(LINKS), when, lasting).map(_link_params)
     redispatches = st.builds(lambda n, t: Event("redispatch", n, t),
                              st.integers(0, max_jobs - 1), when)
-    events = st.lists(st.one_of(worker_events, link_events, redispatches), max_size=max_events)
+    events = st.lists(st.one_of(worker_events, link_events,
+                                *([redispatches] if "dedupe" in features else [])),
+                      max_size=max_events)
     kinds = st.lists(st.sampled_from(shapes[1:]) if len(shapes) > 1 else st.just("plain"),
                      max_size=max(1, max_jobs // 4))
     return st.builds(_plan, st.integers(1, max_jobs), kinds, events, st.just(workers),
@@ -177,7 +182,7 @@ class Search:
         last: ChaosRun | None = None
         for attempt in (1, 2):
             with self.new_run(f"{label}-run{attempt}") as run:
-                run.tune(**self.policy.to_dict())
+                run.prefer(**self.policy.to_dict())
                 try:
                     judgement = run.play(plan)
                 except TriggerTimeout:

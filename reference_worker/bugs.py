@@ -20,6 +20,7 @@ BUGS: Final[Mapping[str, str]] = MappingProxyType({
     "ack_early": "pop the job and process it with no lease: a crash mid-job loses it",
     "no_reaper": "never reclaim expired leases: a dead worker's jobs stay in flight forever",
     "timeout_skips_failed_hook": "on timeout, kill the job but record nothing: it vanishes",
+    "timeout_not_enforced": "never kill a job on timeout: a hung job runs as long as it hangs",
     "memory_kill_unrecorded": "on a memory kill, record nothing: the job vanishes",
     "effects_not_idempotent": "db_write without the dedupe key: a retry writes the effect again",
     "status_before_effects": "record 'completed' before running the steps",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import math
 import os
 import select
 import signal
@@ -85,6 +86,12 @@ class Worker:
             # Origin: Laravel ShouldBeUnique with $uniqueFor = 0 and WithoutOverlapping without
             # expireAfter: a worker that dies mid-job keeps the lock forever (background/002).
             self.lock_ttl = None
+        self.job_timeout = policy.job_timeout
+        if bugs.on("timeout_not_enforced"):
+            # Origin: Laravel's queue worker without the pcntl extension ("the pcntl PHP
+            # extension must be installed in order to specify job timeouts"): $timeout is
+            # ignored without a word, and a hung job holds its worker for as long as it hangs.
+            self.job_timeout = math.inf
         self.fenced = True  # an attempt records and settles only while it owns its lease
         if bugs.on("zombie_worker"):
             # Origin: the paused lease holder (Kleppmann, "How to do distributed locking",
@@ -264,7 +271,7 @@ class Worker:
                            smtp_host=self.conn.smtp_host, smtp_port=self.conn.smtp_port,
                            io_timeout=self.io_timeout, bugs=self.bugs)
         try:
-            result = run_in_child(steps, envelope.steps, timeout=self.policy.job_timeout,
+            result = run_in_child(steps, envelope.steps, timeout=self.job_timeout,
                                   guard=self.guard, wake_fd=self.wake_r,
                                   interrupt=self._interrupt,
                                   forked=lambda: self.effects.serve(channel))

@@ -47,8 +47,9 @@ def test_a_job_whose_every_attempt_hard_exits_is_dead_lettered(chaos, jobchaos_p
 
 def test_a_job_that_kills_its_worker_is_dead_lettered_after_max_tries(chaos, jobchaos_profile):
     p = jobchaos_profile
-    # A short lease: every try of a crash loop waits for the killed worker's lease to expire.
-    chaos.tune(lease=0.8)
+    # A short lease: every try of a crash loop waits for the killed worker's lease to expire
+    # (a declared lease is kept: the scenario only runs longer).
+    chaos.prefer(lease=0.8)
     judgement = chaos.check(host_killer_plan(chaos.policy, p.workers, p.jobs))
     h = judgement.history
     # Each attempt died with its worker and was ended by a reaper; the last one dead-lettered.

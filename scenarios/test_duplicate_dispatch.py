@@ -8,8 +8,12 @@ runs it twice: two emails, two completions, two charges.
 
 from __future__ import annotations
 
+import pytest
+
 from harness.contract import db_write, email, job, sleep
 from harness.nemesis import after, dispatch, link_fault, plan, redispatch
+
+pytestmark = pytest.mark.jobchaos_needs("dedupe")
 
 ONCE = {"email": "exactly_once"}  # each job here is dispatched twice but must run once
 

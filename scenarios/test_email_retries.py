@@ -11,8 +11,12 @@ send was indeterminate; here none is, so every job must have sent exactly one em
 
 from __future__ import annotations
 
+import pytest
+
 from harness.contract import db_write, email, fail, job
 from harness.nemesis import plan
+
+pytestmark = pytest.mark.jobchaos_needs("retries")  # the email is at risk only on a retry
 
 
 def test_email_is_not_sent_again_when_a_later_step_fails(chaos, jobchaos_profile):

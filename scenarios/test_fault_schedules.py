@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import pytest
 
+from harness.profile import not_applicable
 from harness.run import RunPolicy
 from harness.search import ALL_SHAPES, FAST_SHAPES, SEARCH_POLICY, Search, UndecidedRun, plans
+from harness.services.cgroups import memory_limit_unavailable
 
 EXAMPLES = {"pr": 3, "nightly": 25}  # generated plans per run
 SHRINK_BUDGET = {"pr": 8, "nightly": 24}  # shrink candidates per failure
@@ -22,9 +24,13 @@ MAX_JOBS = 12  # more jobs make each play slower and a failure no likelier to sh
 
 
 def test_fault_schedules(chaos_factory, jobchaos_runs, jobchaos_profile, jobchaos_seed,
-                         jobchaos_artifacts):
-    search = Search(chaos_factory)
+                         jobchaos_artifacts, jobchaos_worker_profile):
+    # What the worker declares: its policy, and only the faults and jobs it has features for.
+    declared = jobchaos_worker_profile
+    search = Search(chaos_factory, policy=declared.apply(SEARCH_POLICY))
     profile = jobchaos_profile.name
+    hogs = not_applicable(declared, ["memory_limit"], memory_limit_unavailable) is None
+    shapes = [s for s in SHAPES[profile] if s != "hog" or hogs]
     try:
         if jobchaos_runs.replay is not None:
             search.policy = RunPolicy.from_dict(jobchaos_runs.replay.policy)
@@ -33,9 +39,9 @@ def test_fault_schedules(chaos_factory, jobchaos_runs, jobchaos_profile, jobchao
                 pytest.fail(search.report(replayed, f"the replayed plan failed twice (seed "
                                                     f"{jobchaos_seed})"), pytrace=False)
             return
-        strategy = plans(policy=SEARCH_POLICY, max_jobs=min(jobchaos_profile.jobs, MAX_JOBS),
+        strategy = plans(policy=search.policy, max_jobs=min(jobchaos_profile.jobs, MAX_JOBS),
                          max_events=6, horizon=2.0, workers=jobchaos_profile.workers,
-                         shapes=SHAPES[profile])
+                         shapes=shapes, features=declared.features)
         failing = search.find(strategy, examples=EXAMPLES[profile], seed_=jobchaos_seed)
         if failing is None:
             return

@@ -13,8 +13,12 @@ alone would leave running), as a frozen VM would.
 
 from __future__ import annotations
 
+import pytest
+
 from harness.contract import db_write, fail, job, sleep
 from harness.nemesis import Plan, after, pause, plan
+
+pytestmark = pytest.mark.jobchaos_needs("retries")  # the job is rerun elsewhere
 
 WORK = 1.0  # seconds a job sleeps before its first try fails (a flaky job)
 LEASE = 0.8

@@ -125,6 +125,7 @@ def assert_lost_exactly_what_only_redis_held(judgement: Judgement) -> None:
 # -- the scenarios ----------------------------------------------------------------------------
 
 
+@pytest.mark.jobchaos_needs("dedupe")  # finished jobs are sent again
 @pytest.mark.jobchaos_redis(persistence="always")
 def test_redis_crash_with_append_only_file_loses_nothing(chaos, jobchaos_profile):
     judgement = chaos.check(redis_restart_plan(chaos, jobchaos_profile, crash=True))
@@ -134,6 +135,7 @@ def test_redis_crash_with_append_only_file_loses_nothing(chaos, jobchaos_profile
     assert only_in_redis(judgement.history, restart), "nothing was waiting in Redis"
 
 
+@pytest.mark.jobchaos_needs("dedupe")  # finished jobs are sent again
 @pytest.mark.jobchaos_redis(persistence="none")
 def test_redis_restart_without_persistence_loses_exactly_the_waiting_jobs(chaos,
                                                                           jobchaos_profile):
@@ -141,6 +143,7 @@ def test_redis_restart_without_persistence_loses_exactly_the_waiting_jobs(chaos,
     assert_lost_exactly_what_only_redis_held(judgement)
 
 
+@pytest.mark.jobchaos_needs("retries")  # the attempts the restart failed are retried
 def test_postgres_restart_mid_run(chaos, jobchaos_profile):
     judgement = chaos.check(postgres_restart_plan(chaos, jobchaos_profile))
     h = judgement.history

@@ -14,9 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from harness.contract import db_write, job, sleep
 from harness.history import History
 from harness.nemesis import Plan, after, link_fault, plan
+
+pytestmark = pytest.mark.jobchaos_needs("retries")  # the job is rerun elsewhere
 
 WORK = 2.0  # seconds a job sleeps: well past a lease (0.8 s) plus a reaper pass
 LEASE = 0.8

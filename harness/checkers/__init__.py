@@ -27,6 +27,7 @@ from harness.checkers.outcomes import check_outcomes
 from harness.checkers.policy import Backoff, Guarantee, Policy, WorkerKnobs
 from harness.checkers.queue import check_queue
 from harness.checkers.retries import check_retries
+from harness.checkers.timeouts import check_timeouts
 from harness.checkers.workers import check_workers
 from harness.history import History
 
@@ -37,6 +38,7 @@ CHECKERS: Mapping[str, Checker] = {
     "retries": check_retries,
     "locks": check_locks,
     "workers": check_workers,
+    "timeouts": check_timeouts,
 }
 
 
@@ -75,6 +77,7 @@ __all__ = [
     "check_outcomes",
     "check_queue",
     "check_retries",
+    "check_timeouts",
     "check_workers",
     "compose",
     "run_guarded",

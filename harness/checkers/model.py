@@ -41,7 +41,7 @@ ANOMALY_KINDS: Final = (
     "lost", "stuck", "unresolved", "duplicated", "unexpected", "unsuccessful_completion",
     "regressed", "retry_bound", "hammering", "unaccounted_failure", "lock_leaked", "recovered",
     "stalled", "dropped_on_shutdown", "slow_shutdown",
-    "overlapping",
+    "overlapping", "overran",
 )
 
 

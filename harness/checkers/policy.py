@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final, Literal, Protocol, TypeAlias, get_args
@@ -20,6 +21,12 @@ DEFAULT_GUARANTEES: Final[Mapping[str, Guarantee]] = MappingProxyType(
 
 
 CONSUME_BOUND_MIN: Final = 3.0  # seconds; see Policy.consume_bound
+# Seconds an attempt may run past the timeout its worker enforces (Policy.timeout_bound_s):
+# the attempt row is written before the job's process starts and the stop after it is reaped,
+# so starting and reaping it, and the worker noticing the deadline (the reference worker
+# checks at least every 0.25 s), are inside the measured time. The reference worker's longest
+# measured: 0.02 s past its timeout (docs/history-and-checkers.md, Policy).
+TIMEOUT_SLACK: Final = 1.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -101,10 +108,16 @@ class Policy:
     # than it a worker may take to exit after a stop signal (recording, settling, exiting).
     shutdown_grace: float | None = None
     shutdown_slack: float = 1.0
+    # The worker enforces job_timeout in whole multiples of this (0: exactly), and an attempt
+    # may run ``timeout_slack`` s longer than that (``overran``; see TIMEOUT_SLACK).
+    timeout_granularity: float = 0.0
+    timeout_slack: float = TIMEOUT_SLACK
 
     def __post_init__(self) -> None:
         if self.max_tries < 1:
             raise ValueError(f"max_tries must be >= 1, not {self.max_tries}")
+        if self.timeout_granularity < 0:
+            raise ValueError(f"timeout_granularity must be >= 0, not {self.timeout_granularity}")
         bad = {k: g for k, g in self.guarantees.items() if g not in GUARANTEES}
         if bad:
             raise ValueError(f"unknown guarantees {bad}")
@@ -128,9 +141,23 @@ class Policy:
         """How long the drain may wait for every job to reach a terminal outcome."""
         if self.drain_deadline is not None:
             return self.drain_deadline
-        per_try = max(self.job_timeout, self.lease)
+        per_try = max(self.enforced_timeout_s, self.lease)
         backoffs = sum(self.backoff.delay(n) for n in range(1, self.max_tries))
         return self.max_tries * per_try + backoffs + self.grace
+
+    @property
+    def enforced_timeout_s(self) -> float:
+        """The timeout the worker really enforces: ``job_timeout`` rounded up to a whole
+        multiple of ``timeout_granularity``."""
+        g = self.timeout_granularity
+        if g <= 0:
+            return self.job_timeout
+        return math.ceil(self.job_timeout / g - 1e-9) * g
+
+    @property
+    def timeout_bound_s(self) -> float:
+        """The longest an attempt may run, from its start to its stop (``overran``)."""
+        return self.enforced_timeout_s + self.timeout_slack
 
     @property
     def lock_bound_s(self) -> float:
@@ -155,4 +182,5 @@ class Policy:
         d["drain_deadline_s"] = self.drain_deadline_s
         d["lock_bound_s"] = self.lock_bound_s
         d["consume_bound_s"] = self.consume_bound_s
+        d["timeout_bound_s"] = self.timeout_bound_s
         return d

@@ -39,6 +39,9 @@ from harness.run.workload import Workload
 from harness.run.world import World
 
 POLL = 0.02  # seconds between looks at triggers and due heals
+# Seconds between repeated signals of one event: the kernel, and Python's own handler, merge a
+# signal sent again before the first was handled, so two back to back may arrive as one.
+SIGNAL_GAP = 0.25
 
 
 class TriggerTimeout(TimeoutError):
@@ -261,7 +264,9 @@ class Nemesis:
             self._inject(fault_id, event, w.worker_id, {"pid": w.pid, "signal": name,
                                                         "count": count}, inflight=w.worker_id)
             self.world.struck.add(w.worker_id)
-            for _ in range(count):
+            for n in range(count):
+                if n:
+                    time.sleep(SIGNAL_GAP)
                 w.signal(signals.Signals[name])
             bound = self.policy().shutdown_grace + self.policy().job_timeout + 2
 

@@ -21,6 +21,7 @@ from harness.faults.links import Faults, LinkPool
 from harness.history import Recorder
 from harness.nemesis.replay import Replay
 from harness.run.dedicated import dedicated_redis
+from harness.run.policy import SCENARIO_POLICY
 from harness.run.run import ChaosRun
 from harness.run.world import WorkerSpec, World
 from harness.services.postgres import PostgresServer
@@ -104,6 +105,8 @@ class RunBuilder:
                       worker_links=self.worker_links if self.own_redis is None else None)
         run = ChaosRun(name=f"{self.test}[{label}]" if label else self.test, test=self.test,
                        world=world, recorder=Recorder(where / "history.jsonl"),
+                       policy=self.worker.profile.apply(SCENARIO_POLICY),
+                       profile=self.worker.profile,
                        seed=self.seed + n - 1, replay=self.replay, reproduce=self.reproduce,
                        shrinker=self._shrink if self.shrink_budget else None)
         self.runs.append(run)

@@ -30,6 +30,9 @@ class RunPolicy(Policy):
     guarantees: Mapping[str, Guarantee] = field(default_factory=lambda: SCENARIO_GUARANTEES)
     # The worker declares that two attempts of one job may run at the same time.
     concurrent_attempts: bool = False
+    # The worker enforces job_timeout only in whole multiples of this many seconds (RQ: whole
+    # seconds; 0: exactly). Not sent to workers: it is what a worker declares about itself.
+    timeout_granularity: float = 0.0
 
     def tuned(self, **changes: Any) -> RunPolicy:
         """A copy with ``changes``; ``guarantees`` given here amend the current ones."""
@@ -45,7 +48,8 @@ class RunPolicy(Policy):
         """The checkers' policy, derived from this one."""
         return CheckPolicy.for_worker(self, jitter=BACKOFF_JITTER,
                                       guarantees={**DEFAULT_GUARANTEES, **self.guarantees},
-                                      concurrent_attempts=self.concurrent_attempts)
+                                      concurrent_attempts=self.concurrent_attempts,
+                                      timeout_granularity=self.timeout_granularity)
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}

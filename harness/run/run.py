@@ -24,6 +24,7 @@ from harness.history import Recorder
 from harness.nemesis.events import Plan
 from harness.nemesis.interpreter import Nemesis
 from harness.nemesis.replay import Replay
+from harness.profile import DEFAULT_PROFILE, WorkerProfile
 from harness.run import accounting
 from harness.run.drain import drain, observe, probe_of
 from harness.run.gauges import Gauges
@@ -39,7 +40,8 @@ class ChaosRun:
     """The live state of one scenario run and the calls a scenario makes on it."""
 
     def __init__(self, *, name: str, test: str, world: World, recorder: Recorder, seed: int,
-                 policy: RunPolicy = SCENARIO_POLICY, replay: Replay | None = None,
+                 policy: RunPolicy = SCENARIO_POLICY, profile: WorkerProfile = DEFAULT_PROFILE,
+                 replay: Replay | None = None,
                  reproduce: Sequence[str] = (),
                  shrinker: Callable[[ChaosRun], str] | None = None) -> None:
         self.name = name  # the run's label: the test's node id, plus a label for one of many
@@ -50,6 +52,7 @@ class ChaosRun:
         self.replay = replay  # a replay file naming this test: it replaces the plan
         self.reproduce = tuple(reproduce)  # options that reproduce this session's settings
         self.shrinker = shrinker  # on a failing check(), says what a shrunk plan looks like
+        self.profile = profile  # what the worker declares: its policy values are fixed
         self.rng = random.Random(seed)
         self._policy = policy
         self.gauges = Gauges(world.direct, probe_of(world, lambda: self._policy))
@@ -69,12 +72,29 @@ class ChaosRun:
 
     def tune(self, **changes: object) -> RunPolicy:
         """Change the run's policy (``lease=0.8``, ``guarantees={"email": "exactly_once"}``)
-        before the workers start; afterwards it is fixed, since they were configured with it."""
+        before the workers start; afterwards it is fixed, since they were configured with it.
+
+        The scenario needs these values: when the worker profile declares another value for
+        one of them (the worker's truth), the test is skipped as not applicable."""
         if self.world.pool is not None:
             raise RuntimeError("tune() the policy before the workers start: they were "
                                "configured with it")
+        clashes = self.profile.clashes(changes, self._policy)
+        if clashes:
+            import pytest
+
+            key, (wanted, declared) = next(iter(clashes.items()))
+            pytest.skip(f"not applicable: {key} (this scenario runs its worker with {key} = "
+                        f"{wanted!r}; the worker profile {self.profile.source} declares "
+                        f"{key} = {declared!r})")
         self._policy = self._policy.tuned(**changes)
         return self._policy
+
+    def prefer(self, **changes: object) -> RunPolicy:
+        """:meth:`tune` with the values the scenario merely prefers (a longer backoff to make
+        hammering stand out, a shorter lease to run faster): declared values are kept."""
+        declared = self.profile.policy.items()
+        return self.tune(**{k: v for k, v in changes.items() if k not in declared})
 
     @property
     def artifacts(self) -> Path:

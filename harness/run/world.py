@@ -20,6 +20,7 @@ from harness.contract import Connections, Policy
 from harness.dispatching import Dispatcher, redis_list
 from harness.faults.link import FaultLink
 from harness.faults.links import Faults, LinkPool, attempt_all
+from harness.profile import DEFAULT_PROFILE, WorkerProfile
 from harness.services.base import log_tail
 from harness.services.smtp import SinkMessage
 from harness.services.workers import REFERENCE_WORKER, WorkerPool, WorkerProcess, WorkerStartError
@@ -35,13 +36,14 @@ class Sink(Protocol):
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """Which worker runs, how jobs reach it, and how it is probed (from the plugin's
-    settings)."""
+    """Which worker runs, how jobs reach it, how it is probed, and what it declares (from the
+    plugin's settings)."""
 
     argv: Sequence[str] = REFERENCE_WORKER
     probe_argv: Sequence[str] | None = REFERENCE_PROBE
     env: Mapping[str, str] = field(default_factory=dict)
     dispatcher: Dispatcher = redis_list
+    profile: WorkerProfile = DEFAULT_PROFILE
 
 
 class World:

@@ -77,6 +77,17 @@ def test_worker_command_that_cannot_run_is_one_usage_error(pytester: pytest.Pyte
     assert seconds < 10
 
 
+def test_bad_worker_profile_is_one_usage_error(pytester: pytest.Pytester, tmp_path: Path):
+    path = tmp_path / "worker.toml"
+    path.write_text("[features]\nlocks = 'no'\n")
+    result, seconds = _run(pytester, f"--jobchaos-worker-profile={path}", fixture="chaos")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    _one_message(result, f"worker_profile: '{path}' (from --jobchaos-worker-profile)",
+                 "[features] locks = 'no' is not true or false", "Fix: set locks = true or "
+                 "locks = false")
+    assert seconds < 10
+
+
 def test_unknown_bug_switch_is_one_usage_error(pytester: pytest.Pytester):
     result, _ = _run(pytester, "--jobchaos-worker-bugs=ack_early,no_such_bug", fixture="chaos")
     assert result.ret == pytest.ExitCode.USAGE_ERROR

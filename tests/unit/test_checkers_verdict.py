@@ -33,7 +33,7 @@ def test_a_failing_check_renders_a_table_a_person_can_act_on() -> None:
     text = render(check(h, POLICY), h)
     assert text == """\
 jobchaos verdict: INVALID
-  queue invalid, effects invalid, outcomes valid, retries valid, locks valid, workers valid
+  queue invalid, effects invalid, outcomes valid, retries valid, locks valid, workers valid, timeouts valid
   jobs: 3 dispatched, 3 acknowledged, 2 completed, 2 attempts, 4 effects
   anomalies: lost 1, duplicated 1
 
@@ -61,7 +61,7 @@ def test_a_valid_or_unknown_verdict_says_why() -> None:
     assert render(check(h, POLICY), h).splitlines()[:2] == [
         "jobchaos verdict: VALID",
         "  queue valid, effects valid, outcomes valid, retries valid, locks valid, "
-        "workers valid"]
+        "workers valid, timeouts valid"]
     b = Builder()
     b.dispatch("a")
     b.probe(False, "no probe configured")
@@ -92,7 +92,7 @@ def test_results_json_holds_everything(tmp_path: Path) -> None:
     assert data == json.loads(json.dumps(results_dict(result, h, POLICY)))
     assert data["validity"] == "invalid"
     assert list(data["checkers"]) == ["queue", "effects", "outcomes", "retries", "locks",
-                                     "workers"]
+                                     "workers", "timeouts"]
     assert data["checkers"]["queue"]["counts"]["lost"] == 1
     assert data["anomalies"][0] == {
         "kind": "lost", "job": "b", "severity": "failure",
