@@ -18,6 +18,7 @@ WHERE NOT EXISTS (SELECT 1 FROM chaos_outcomes o
                   WHERE o.job_id = a.job_id AND o.attempt = a.attempt AND o.worker = a.worker)
 ORDER BY a.id
 """
+INF = float("inf")
 
 
 class Gauges:
@@ -74,10 +75,27 @@ class Gauges:
         rows = self._sql(f"SELECT worker FROM {table} ORDER BY id DESC LIMIT 1")
         return str(rows[0][0]) if rows else None
 
-    def inflight(self, worker: str | None = None) -> list[dict[str, Any]]:
-        """Attempts started and not ended (no outcome row), of ``worker`` or of all."""
-        return [{"job": j, "attempt": a, "worker": w} for j, a, w, _ in self._sql(INFLIGHT_SQL)
-                if worker is None or w == worker]
+    def inflight(self, worker: str | None = None,
+                 live: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
+        """Attempts started and not ended (no outcome row), of ``worker`` or of all; with
+        ``live`` (worker id -> the Unix start time of its running process), only those running
+        on a live process (an attempt of a process killed before is not in flight)."""
+        return [{"job": j, "attempt": a, "worker": w} for j, a, w, at in self._sql(INFLIGHT_SQL)
+                if (worker is None or w == worker) and (live is None or at >= live.get(w, INF))]
+
+    def busy_workers(self, live: Mapping[str, float]) -> list[str]:
+        """The workers running an attempt now (``live``: worker id -> the Unix start time of
+        its running process): the one that wrote the newest effect row first (it is mid-job
+        for sure), then by their newest attempt."""
+        newest: dict[str, float] = {}
+        for _, _, w, at in self._sql(INFLIGHT_SQL):
+            if at >= live.get(w, INF):
+                newest[w] = max(at, newest.get(w, at))
+        if not newest:
+            return []
+        effects = {str(w): int(n) for w, n in
+                   self._sql("SELECT worker, max(id) FROM chaos_effects GROUP BY worker")}
+        return sorted(newest, key=lambda w: (effects.get(w, 0), newest[w]), reverse=True)
 
     def attempts_of(self, job_id: str) -> list[tuple[int, str, float, bool]]:
         """Each attempt of ``job_id`` in order: (attempt, worker, Unix start time, ended: it
