@@ -157,3 +157,55 @@ def test_the_harness_memory_limit_oom_kills_a_job_of_any_worker(
     assert (hog.status, hog.reason) == ("dead", "killed")
     assert "SIGKILL" in (hog.detail or "") or "signal 9" in (hog.detail or "")
     assert tables.terminal("modest").status == "completed"
+
+
+def test_the_memory_scenario_oom_kills_through_the_harness_cgroup(tmp_path: Path) -> None:
+    """The scenario as a user runs it, on a worker with no memory limit of its own: only the
+    limit the harness imposes on the worker's cgroup can stop the hog."""
+    why = cgroups.memory_limit_unavailable()
+    if why is not None:
+        pytest.skip(f"the harness cannot impose memory limits here: {why}")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist",
+         "-p", "no:randomly", f"--jobchaos-artifacts-dir={tmp_path}",
+         "scenarios/test_memory.py"],
+        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
+        env={**os.environ, "REFERENCE_WORKER_MEMORY": "off"})
+    assert done.returncode == 0, done.stdout[-3000:]
+    logs = "".join(log.read_text() for log in tmp_path.rglob("worker-*.log"))
+    assert "by off" in logs and "by cgroup" not in logs, "the worker limited nothing itself"
+    history = next(tmp_path.rglob("history.jsonl")).read_text()
+    hog = [line for line in history.splitlines() if '"f":"outcome"' in line
+           and '"job":"hog"' in line]
+    assert hog and all('"reason":"killed"' in line for line in hog), hog
+    ends = [line for line in logs.splitlines() if "hog: attempt" in line and "started" not in line]
+    assert len(ends) == len(hog) and all("killed by signal SIGKILL" in line for line in ends), ends
+
+
+def test_memory_limit_unavailable_is_none_only_where_a_limit_holds() -> None:
+    why = cgroups.memory_limit_unavailable()
+    found = cgroups.hierarchy()
+    if why is not None:
+        assert found is None or found.memory is not None, why
+        return
+    assert found is not None
+    group = found.make("probe")
+    try:
+        group.limit(64 * cgroups.MIB)
+        assert group.limit_bytes() == 64 * cgroups.MIB
+    finally:
+        assert group.remove()
+
+
+def test_a_v2_hierarchy_without_the_memory_controller_kills_but_cannot_limit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    v2 = cgroups.find(2)
+    if not isinstance(v2, Hierarchy) or v2.memory is None:
+        pytest.skip(f"needs a cgroup v2 hierarchy without the memory controller: {v2}")
+    only_v2 = [m for m in cgroups._mounts() if m[0] == "cgroup2"]
+    monkeypatch.setattr(cgroups, "_mounts", lambda: only_v2)
+    monkeypatch.setattr(cgroups, "_found", {})
+    assert cgroups.hierarchy() == v2
+    assert cgroups.unavailable() is None
+    why = cgroups.memory_limit_unavailable()
+    assert why is not None and "the memory controller is not available" in why
