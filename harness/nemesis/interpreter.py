@@ -226,10 +226,12 @@ class Nemesis:
 
         if event.kind == "kill":
             w.pause()  # frozen, it starts no attempt between the record and the kill
-            self._inject(fault_id, event, w.worker_id, {"pid": w.pid, "signal": "SIGKILL"},
-                         inflight=w.worker_id)
-            self.world.struck.add(w.worker_id)
-            w.kill()
+            try:
+                self._inject(fault_id, event, w.worker_id, {"pid": w.pid, "signal": "SIGKILL"},
+                             inflight=w.worker_id)
+            finally:
+                self.world.struck.add(w.worker_id)
+                w.kill()
             self.kills += 1
             self._strikes.append(Strike(fault_id, event, w.worker_id, now + event.duration,
                                         restart))
@@ -306,7 +308,6 @@ class Nemesis:
         index = self.world.index_of(attempt.worker)
         w = self.world.workers[index]
         fault_id = f"{loop.event.kind}-{next(self._ids)}"
-        w.pause()
         self._record("inject", fault_id, loop.event, w.worker_id,
                      {"pid": w.pid, "signal": "SIGKILL", "inflight": [attempt.as_inflight()]})
         self.world.struck.add(w.worker_id)
