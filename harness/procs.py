@@ -6,7 +6,8 @@ Every process the harness starts goes through :func:`spawn`, which gives it
 - ``PR_SET_PDEATHSIG=SIGKILL``, so the kernel kills it if the harness process dies, even by
   SIGKILL, where no Python cleanup can run;
 - a marker in its environment (``JOBCHAOS_OWNER_PID``), so a psutil sweep finds stragglers: at
-  exit for our own children, and at start for children of a harness that died before us.
+  exit for our own children, and at start for children of a harness that died before us;
+- optionally (``join``) a cgroup it enters before ``exec``, so nothing it starts escapes it.
 
 An ``atexit`` hook stops everything still registered. "No such process" counts as stopped.
 """
@@ -22,7 +23,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import psutil
@@ -40,6 +41,13 @@ def _die_with_parent() -> None:
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def _then(join: Callable[[], None]) -> Callable[[], None]:
+    def preexec() -> None:
+        _die_with_parent()
+        join()
+    return preexec
+
+
 def spawn(
     argv: Sequence[str],
     *,
@@ -47,8 +55,10 @@ def spawn(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     user: str | None = None,
+    join: Callable[[], None] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``argv`` as an owned child: own session, dies with us, marked, stdout+stderr to a log."""
+    """Start ``argv`` as an owned child: own session, dies with us, marked, stdout+stderr to a
+    log; ``join`` runs in the child before ``exec`` (it moves the child into its cgroup)."""
     child_env = dict(os.environ if env is None else env)
     child_env[OWNER_ENV] = str(os.getpid())
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
@@ -62,7 +72,7 @@ def spawn(
             cwd=cwd,
             user=user,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent if join is None else _then(join),
         )
     finally:
         if log_path:
@@ -91,6 +101,33 @@ def terminate(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout:
     signal_group(proc, signal.SIGKILL)
     forget(proc)
     return proc.returncode
+
+
+def kill_tree(pid: int, timeout: float = 5.0) -> list[int]:
+    """SIGKILL process ``pid``, its process group, and every descendant, also those that left
+    the group (``setpgrp``, ``setsid``): each is stopped first so none can fork past the
+    capture, then all are killed. For a process without a cgroup of its own; returns the pids
+    killed."""
+    deadline = time.monotonic() + timeout
+    try:
+        tree = [psutil.Process(pid)]
+    except psutil.NoSuchProcess:
+        tree = []
+    stopped: dict[int, psutil.Process] = {}
+    while tree and time.monotonic() < deadline:  # stop each, then look for its children
+        more = []
+        for p in tree:
+            with contextlib.suppress(psutil.Error):
+                p.send_signal(signal.SIGSTOP)
+                stopped[p.pid] = p
+                more += p.children(recursive=True)
+        tree = [p for p in more if p.pid not in stopped]
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    for p in stopped.values():
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    return list(stopped)
 
 
 def forget(proc: subprocess.Popen[bytes]) -> None:

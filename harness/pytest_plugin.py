@@ -132,9 +132,11 @@ def jobchaos_stack(pytestconfig: pytest.Config, jobchaos_config: Config) -> Iter
     """Redis, PostgreSQL and the SMTP sink for this pytest process, stopped at the end."""
     from harness import procs
     from harness.contract import SCHEMA_SQL
+    from harness.services import cgroups
     from harness.services.stack import Stack
 
     procs.sweep_orphans()
+    cgroups.sweep_stale()
     wid = worker_id(pytestconfig)
     try:
         stack = Stack(jobchaos_config, jobchaos_config.artifacts_dir / wid / "stack", name=wid)

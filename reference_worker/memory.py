@@ -1,12 +1,15 @@
 """The per-attempt memory limit, enforced for real.
 
 As root with the cgroup v1 memory controller writable, each worker makes its own cgroup (named
-after the worker and its pid), sets ``memory.limit_in_bytes`` (and ``memsw``, so swap cannot
+after the worker and its pid) below the one it runs in (so, under the harness, inside the
+cgroup the harness made for it), sets ``memory.limit_in_bytes`` (and ``memsw``, so swap cannot
 take the excess), and every job child joins it: the kernel OOM-kills a child that goes over,
 and the cgroup's ``oom_kill`` counter tells the worker why the child died. Elsewhere an RSS
 watchdog polls the child with psutil and SIGKILLs it the way the OOM killer would.
 
-``REFERENCE_WORKER_MEMORY=auto|cgroup|watchdog`` chooses (default ``auto``).
+``REFERENCE_WORKER_MEMORY=auto|cgroup|watchdog|off`` chooses (default ``auto``); ``off``: no
+limit of its own, as most workers have (only a limit from outside, such as the harness's
+cgroup or a container's, stops a job).
 """
 
 from __future__ import annotations
@@ -123,8 +126,29 @@ class RssWatchdog:
         pass
 
 
+class NoGuard:
+    """No limit of the worker's own: only one from outside (a container's, the harness's
+    cgroup) stops a job, and the worker sees just a SIGKILL."""
+
+    kind: str = "off"
+    poll_interval: float | None = None
+
+    def enter(self) -> None:
+        pass
+
+    def oom_kills(self) -> int:
+        return 0
+
+    def over_limit(self, pid: int) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
 def memory_cgroup_dir() -> Path | None:
-    """This process's cgroup v1 memory directory, if the controller is mounted."""
+    """This process's cgroup v1 memory directory (read from ``/proc/self/cgroup``), if the
+    controller is mounted: the worker's own cgroups go below it."""
     mount: tuple[str, str] | None = None
     with contextlib.suppress(OSError):
         for line in Path("/proc/self/mountinfo").read_text().splitlines():
@@ -159,16 +183,17 @@ def sweep_stale(parent: Path) -> None:
                 entry.rmdir()
 
 
-
 def cgroup_available(parent: Path | None) -> bool:
     return (os.geteuid() == 0 and parent is not None
             and (parent / "memory.limit_in_bytes").exists() and os.access(parent, os.W_OK))
 
 
 def memory_guard(limit_mb: int, worker_id: str, mode: str = "auto") -> MemoryGuard:
-    """The best enforcement available (``mode``: auto, cgroup or watchdog)."""
-    if mode not in ("auto", "cgroup", "watchdog"):
-        raise ValueError(f"{ENV_MEMORY}={mode!r}: expected auto, cgroup or watchdog")
+    """The best enforcement available (``mode``: auto, cgroup, watchdog or off)."""
+    if mode not in ("auto", "cgroup", "watchdog", "off"):
+        raise ValueError(f"{ENV_MEMORY}={mode!r}: expected auto, cgroup, watchdog or off")
+    if mode == "off":
+        return NoGuard()
     limit = limit_mb * 1024 * 1024
     if mode != "watchdog":
         parent = memory_cgroup_dir()

@@ -2,7 +2,9 @@
 
 Guards against the OOM killer's silent kill: the kernel SIGKILLs the process, no exception is
 raised, no ``failed()`` hook runs, and the job is gone without a trace (the same as PHP dying at
-``memory_limit``). The limit is enforced for real (a cgroup memory limit where available).
+``memory_limit``). The limit is enforced for real: by the cgroup the harness puts each worker
+process in (as a container limit would, whatever the worker does), and by the worker's own
+limit if it has one.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ is data, any scenario can be printed, saved, replayed from a file and shrunk
 
 Kinds:
 
-- worker faults, ``target`` a worker index or ``"busy"`` (the worker that wrote the newest
-  effect row when the event fires): ``kill`` (SIGKILL the worker and its job processes;
+- worker faults, ``target`` a worker index or ``"busy"`` (a worker running an attempt when
+  the event fires, waited for): ``kill`` (SIGKILL the worker and its job processes;
   restarted after ``duration``, as a supervisor would), ``kill_job`` (SIGKILL only the
   processes running the job), ``signal`` (``params.signal``, ``params.count`` times; healed by
   restarting the worker once it has exited), ``pause`` (SIGSTOP, SIGCONT after ``duration``:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import random
 import signal as signals
 import time
 from collections.abc import Callable, Mapping
@@ -70,15 +69,13 @@ class Nemesis:
     """Applies a plan's events to a run's world and records them."""
 
     def __init__(self, world: World, workload: Workload, gauges: Gauges, recorder: Recorder,
-                 policy: Callable[[], RunPolicy], rng: random.Random,
-                 watch: Callable[[], None]) -> None:
+                 policy: Callable[[], RunPolicy], watch: Callable[[], None]) -> None:
         self.world = world
         self.watch = watch  # raises if a worker died unstruck or none consumes
         self.workload = workload
         self.gauges = gauges
         self.recorder = recorder
         self.policy = policy  # the run's policy, as it is when an event fires
-        self.rng = rng
         self.held = 0.0  # seconds the plan deliberately held faults or waited to strike
         self.kills = 0  # worker kills, each leaving recovery to a lease expiry
         self._ids = itertools.count(1)
@@ -232,15 +229,18 @@ class Nemesis:
             return {"restarted": True, "pid": w.pid}
 
         if event.kind == "kill":
-            self._inject(fault_id, event, w.worker_id, {"pid": w.pid, "signal": "SIGKILL"},
-                         inflight=w.worker_id)
-            self.world.struck.add(w.worker_id)
-            w.kill()
+            w.pause()  # frozen, it starts no attempt between the record and the kill
+            try:
+                self._inject(fault_id, event, w.worker_id, {"pid": w.pid, "signal": "SIGKILL"},
+                             inflight=w.worker_id)
+            finally:
+                self.world.struck.add(w.worker_id)
+                w.kill()
             self.kills += 1
             self._strikes.append(Strike(fault_id, event, w.worker_id, now + event.duration,
                                         restart))
         elif event.kind == "kill_job":
-            pids = [p.pid for p in w.job_processes()]
+            pids = w.job_pids()
             self._inject(fault_id, event, w.worker_id, {"pids": pids, "signal": "SIGKILL"},
                          inflight=w.worker_id)
             killed = w.kill_jobs()
@@ -248,7 +248,7 @@ class Nemesis:
         elif event.kind == "pause":
             self._inject(fault_id, event, w.worker_id,
                          {"pid": w.pid, "signal": "SIGSTOP",
-                          "jobs": [p.pid for p in w.job_processes()]}, inflight=w.worker_id)
+                          "jobs": w.job_pids()}, inflight=w.worker_id)
             w.pause()
             self.held += event.duration
 
@@ -332,21 +332,48 @@ class Nemesis:
         if isinstance(target, int):
             return target
         assert target == BUSY
-        with contextlib.suppress(Exception):
-            for table in ("chaos_effects", "chaos_attempts"):
-                worker_id = self.gauges.newest_worker(table)
-                if worker_id is not None:
-                    return self.world.index_of(worker_id)
-        return self.rng.randrange(len(self.world.workers))
+        return self.world.index_of(self._busy_worker())
+
+    def _busy_worker(self) -> str:
+        """The worker running an attempt now, on its live process (of several, the one that
+        wrote the newest effect): waited for up to the policy's drain deadline, since killing
+        a worker that has not consumed yet tests nothing. Once every dispatched job is
+        terminal none will come: then the worker that ran the newest attempt (the strike
+        interrupts nothing, and the verdict says so)."""
+        limit = self.policy().for_checkers().drain_deadline_s
+        deadline = time.monotonic() + limit
+        while True:
+            found: str | None = None
+            with contextlib.suppress(Exception):  # a restarting server: look again
+                busy = self.gauges.busy_workers(self._live())
+                if busy:
+                    found = busy[0]
+                elif set(self.workload.dispatched) <= self.gauges.terminal_jobs():
+                    found = self.gauges.newest_worker("chaos_attempts")
+            if found is not None:
+                return found
+            if time.monotonic() >= deadline:
+                raise TriggerTimeout(
+                    f"the nemesis waited {limit:.1f} s for a worker running an attempt (target "
+                    f"{BUSY!r}); none did, and jobs are still unfinished")
+            self.watch()
+            self._heal_due()
+            time.sleep(POLL)
+
+    def _live(self) -> dict[str, float]:
+        """Worker id -> the Unix start time of its process, for the workers running now."""
+        started = self.world.started()
+        return {w.worker_id: started[w.worker_id] for w in self.world.workers if w.running()}
 
     # -- recording ---------------------------------------------------------------------------
     def _inject(self, fault_id: str, event: Event, target: str, params: Mapping[str, Any],
                 *, inflight: str | None) -> None:
         """Record the strike with the attempts in flight (of ``inflight``, a worker id, or
-        of every worker when None)."""
+        of every worker when None): those running on a live worker process, so a strike with
+        none (``params.inflight == []``) interrupted nothing."""
         running: list[dict[str, Any]] | None = None
         with contextlib.suppress(Exception):
-            running = self.gauges.inflight(inflight)
+            running = self.gauges.inflight(inflight, self._live())
         self._record("inject", fault_id, event, target, {**params, "inflight": running})
 
     def _heal(self, strike: Strike, undo: Callable[[], Mapping[str, Any]]) -> None:

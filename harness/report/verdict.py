@@ -2,7 +2,10 @@
 
 The table lists each anomaly with its job, what is wrong, the ops that prove it (as text)
 and the faults that were active at the time, failures first. ``results.json`` holds the
-same and more: every checker's counts, notes and errors, the policy, and the faults.
+same and more: every checker's counts, notes and errors, the policy, the faults, and each
+strike at a worker with the attempts it interrupted. A strike that interrupted nothing is a
+note, not an anomaly: the worker did nothing wrong, but the scenario tested less than it
+meant to.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from typing import Any, Final
 
 from harness.checkers.model import ANOMALY_KINDS, Anomaly, CheckResult
 from harness.checkers.policy import Policy
-from harness.history import History
+from harness.history import FaultSpan, History
+from harness.nemesis.events import STOP_SIGNALS, WORKER_KILLS
 
 _SEVERITY_ORDER: Final = {"failure": 0, "unknown": 1, "info": 2}
 _KIND_ORDER: Final = {k: n for n, k in enumerate(ANOMALY_KINDS)}
 _EVIDENCE_LINES: Final = 6
 _JOB_WIDTH: Final = 20
+_IDLE_SHOWN: Final = 5  # strikes that interrupted nothing, named one per line
 _SUMMARY_COUNTS: Final = (
     ("dispatched", "dispatched"), ("acknowledged", "acknowledged"),
     ("indeterminate", "indeterminate"), ("completed", "completed"), ("dead", "dead"),
@@ -54,6 +59,13 @@ def render(result: CheckResult, history: History, *, max_rows: int = 20,
             lines.append(f"  error in {c.name} (its verdict is unknown): {c.error}")
     if history.truncated:
         lines.append("  note: the history's last line was cut off (the run crashed)")
+    idle = idle_strikes(history)
+    for span in idle[:_IDLE_SHOWN]:
+        lines.append(f"  note: {span.label()} interrupted nothing: no attempt was running on "
+                     f"{span.target} when it struck")
+    if len(idle) > _IDLE_SHOWN:
+        lines.append(f"  note: ... and {len(idle) - _IDLE_SHOWN} more strikes that "
+                     "interrupted nothing (in results.json)")
 
     anomalies = ordered(result.anomalies)
     if not anomalies:
@@ -79,6 +91,28 @@ def render(result: CheckResult, history: History, *, max_rows: int = 20,
     if hidden > 0:
         lines.append(f"... and {hidden} more anomalies (counted; samples in results.json)")
     return "\n".join(lines) + "\n"
+
+
+def is_strike(span: FaultSpan) -> bool:
+    """A fault meant to interrupt the attempt a worker runs: a kill (of the worker, its job
+    processes, or the host of a job) or a stop signal."""
+    if span.kind in WORKER_KILLS or span.kind == "kill_job":
+        return True
+    params = span.params if isinstance(span.params, dict) else {}
+    return span.kind in ("signal", "restart") and str(
+        params.get("signal", "SIGTERM")) in STOP_SIGNALS
+
+
+def _interrupted(span: FaultSpan) -> list[Any] | None:
+    """The attempts ``span`` found in flight (None: the nemesis could not tell)."""
+    params = span.params if isinstance(span.params, dict) else {}
+    found = params.get("inflight")
+    return found if isinstance(found, list) else None
+
+
+def idle_strikes(history: History) -> list[FaultSpan]:
+    """The strikes that found no attempt in flight on their worker: they interrupted nothing."""
+    return [s for s in history.fault_spans() if is_strike(s) and _interrupted(s) == []]
 
 
 def _row(a: Anomaly, history: History, width: int
@@ -134,6 +168,12 @@ def results_dict(result: CheckResult, history: History, policy: Policy | None = 
              "inject": s.inject, "heal": s.heal, "start": s.start, "end": s.end}
             for s in history.fault_spans()
         ],
+        "strikes": [
+            {"fault": s.fault, "kind": s.kind, "target": s.target,
+             "interrupted": _interrupted(s)}
+            for s in history.fault_spans() if is_strike(s)
+        ],
+        "idle_strikes": [s.fault for s in idle_strikes(history)],
         "history": {"ops": len(history), "truncated": history.truncated},
         "policy": policy.to_dict() if policy is not None else None,
     }

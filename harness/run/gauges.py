@@ -58,6 +58,7 @@ SELECT a.id, a.attempt, a.worker, extract(epoch FROM a.started_at)::float8,
 FROM chaos_attempts a WHERE a.job_id = %(job)s
 ORDER BY a.id
 """
+INF = float("inf")
 
 
 class Gauges:
@@ -118,12 +119,30 @@ class Gauges:
         rows = self._sql(f"SELECT worker FROM {table} ORDER BY id DESC LIMIT 1")
         return str(rows[0][0]) if rows else None
 
-    def inflight(self, worker: str | None = None) -> list[dict[str, Any]]:
+    def inflight(self, worker: str | None = None,
+                 live: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
         """Attempts started and not ended (no outcome row ended them), of ``worker`` or of
-        all: ``{job, attempt, attempt_id, worker}`` each."""
+        all: ``{job, attempt, attempt_id, worker}`` each; with ``live`` (worker id -> the Unix
+        start time of its running process), only those running on a live process (an attempt
+        of a process killed before is not in flight)."""
         rows = self._sql(INFLIGHT_SQL, {"job": None})
-        return [{"job": j, "attempt": n, "attempt_id": i, "worker": w} for i, j, n, w, _ in rows
-                if worker is None or w == worker]
+        return [{"job": j, "attempt": n, "attempt_id": i, "worker": w}
+                for i, j, n, w, at in rows
+                if (worker is None or w == worker) and (live is None or at >= live.get(w, INF))]
+
+    def busy_workers(self, live: Mapping[str, float]) -> list[str]:
+        """The workers running an attempt now (``live``: worker id -> the Unix start time of
+        its running process): the one that wrote the newest effect row first (it is mid-job
+        for sure), then by their newest attempt."""
+        newest: dict[str, float] = {}
+        for _, _, _, w, at in self._sql(INFLIGHT_SQL, {"job": None}):
+            if at >= live.get(w, INF):
+                newest[w] = max(at, newest.get(w, at))
+        if not newest:
+            return []
+        effects = {str(w): int(n) for w, n in
+                   self._sql("SELECT worker, max(id) FROM chaos_effects GROUP BY worker")}
+        return sorted(newest, key=lambda w: (effects.get(w, 0), newest[w]), reverse=True)
 
     def attempts_of(self, job_id: str) -> list[tuple[int, int, str, float, bool]]:
         """Each attempt of ``job_id`` in order: (attempt id, attempt number, worker, Unix

@@ -60,7 +60,7 @@ class ChaosRun:
                                  world.worker.dispatcher)
         self.watchdog = Watchdog(world, self.workload, self.gauges, lambda: self._policy)
         self.nemesis = Nemesis(world, self.workload, self.gauges, recorder,
-                               lambda: self._policy, self.rng, self.watchdog.check)
+                               lambda: self._policy, self.watchdog.check)
         self.plan: Plan | None = None
         self.judgement: Judgement | None = None
         self.started = time.monotonic()

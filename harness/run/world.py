@@ -65,7 +65,8 @@ class World:
 
     def start_workers(self, size: int, policy: Policy) -> WorkerPool:
         """Start ``size`` workers connected through the fault proxy, each through its own
-        links (``worker_links``, grown or shrunk to ``size``)."""
+        links (``worker_links``, grown or shrunk to ``size``), each in a cgroup limited to its
+        settled memory plus the policy's ``memory_limit_mb`` (where the harness can)."""
         if self.pool is not None:
             raise RuntimeError("the workers of this run are already started")
         conns: Connections | list[Connections] = self.proxied
@@ -75,6 +76,7 @@ class World:
                                logdir=self.artifacts, extra_env=self.worker.env,
                                startup_check=0.2,
                                report_database_url=self.direct.database_url).start()
+        self.pool.impose_memory_limits(policy.memory_limit_mb)
         return self.pool
 
     def links_to(self, service: str, worker: int | None = None) -> list[FaultLink]:

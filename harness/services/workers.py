@@ -2,7 +2,10 @@
 
 The harness kills, stops and restarts workers the way production does (SIGKILL for a crash or
 the OOM killer, SIGTERM for a deploy, a supervisor restarting what died), so each worker is a
-real process started through :mod:`harness.procs`.
+real process started through :mod:`harness.procs`, in a cgroup of its own where one can be made
+(:mod:`harness.services.cgroups`): a kill reaches every process it started, also those that
+left its process group, and a memory limit holds whatever the worker does, as a container's
+would. Without a cgroup, a kill reaches the descendants captured at that moment.
 """
 
 from __future__ import annotations
@@ -13,18 +16,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Final, Literal, Self
 
 import psutil
 
 from harness import procs
 from harness.contract import Connections, Policy, worker_env
 from harness.errors import JobchaosError, WorkerCommandError
+from harness.services import cgroups
 from harness.services.base import log_tail
+from harness.services.cgroups import MIB, Cgroup, CgroupError, Hierarchy
 
 REFERENCE_WORKER = (sys.executable, "-m", "reference_worker")
 
@@ -32,6 +37,12 @@ REFERENCE_WORKER = (sys.executable, "-m", "reference_worker")
 WORKER_CMD_HOW = "--jobchaos-worker-cmd / JOBCHAOS_WORKER_CMD / ini jobchaos_worker_cmd"
 PROVEN_AFTER = 3.0  # seconds a worker must have run before the command counts as working
 _proven = False  # a worker of this process ran PROVEN_AFTER s: the command itself works
+# Memory a worker process may grow by after it settled (buffers, a thread's stack), on top of
+# its settled usage and the policy's per-job limit, before the harness's limit bites.
+HEADROOM: Final = 16 * MIB
+SETTLE_SAMPLE: Final = 0.1  # seconds between two reads of a settling worker's memory
+SETTLE_TIMEOUT: Final = 5.0  # the longest the harness waits for a worker's memory to settle
+DETECT: Final = "detect"  # a worker's cgroups go where :func:`cgroups.hierarchy` finds
 
 
 def worker_command_proven() -> bool:
@@ -65,7 +76,8 @@ class WorkerProcess:
     :attr:`lives` say when each of its processes started and exited (for the history)."""
 
     def __init__(self, worker_id: str, argv: Sequence[str], env: Mapping[str, str],
-                 log_path: Path) -> None:
+                 log_path: Path, *,
+                 hierarchy: Hierarchy | Literal["detect"] | None = DETECT) -> None:
         self.worker_id = worker_id
         self.argv = list(argv)
         self.env = dict(env)
@@ -74,21 +86,79 @@ class WorkerProcess:
         self.starts = 0
         self.started_at = 0.0
         self.lives: list[Life] = []
+        self.hierarchy = cgroups.hierarchy() if hierarchy == DETECT else hierarchy
+        self.cgroup: Cgroup | None = None  # the current process's, while it or its tree lives
+        self.memory_limit_mb: int | None = None  # imposed by the harness (impose_memory_limit)
+        self.baseline: int | None = None  # bytes the settled worker used: each life's base
 
     def start(self) -> Self:
+        """Start a process of this worker, in a new cgroup (with the memory limit, if one was
+        imposed) that it joins before ``exec``."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._release()  # what a previous process left (a supervisor kills it too)
+        self.cgroup = self._new_cgroup()
         try:
-            self.process = procs.spawn(self.argv, log_path=self.log_path, env=self.env)
+            self.process = procs.spawn(self.argv, log_path=self.log_path, env=self.env,
+                                       join=self.cgroup.join if self.cgroup else None)
         except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+            self._release()
             raise WorkerCommandError(
                 f"{self.worker_id}: the worker command {' '.join(self.argv)!r} cannot run: "
                 f"{exc.strerror}: {exc.filename or self.argv[0]}. Fix: set {WORKER_CMD_HOW} "
                 "to a command whose program exists and is executable."
             ) from None
+        except BaseException:
+            self._release()
+            raise
         self.starts += 1
         self.started_at = time.monotonic()
         self.lives.append(Life(self.process.pid, time.time()))
         return self
+
+    def _new_cgroup(self) -> Cgroup | None:
+        if self.hierarchy is None:
+            return None
+        try:
+            group = self.hierarchy.make(f"{self.worker_id}-{self.starts + 1}")
+        except CgroupError:
+            return None  # found usable, not now: the kill falls back on psutil
+        if self.memory_limit_mb is not None and self.baseline is not None:
+            group.limit(self._limit(self.baseline))
+        return group
+
+    def _release(self) -> None:
+        """Kill whatever is left in the cgroup of the last process and remove it."""
+        if self.cgroup is not None:
+            self.cgroup.remove()
+            self.cgroup = None
+
+    # -- the memory limit the harness imposes ----------------------------------------------
+    def _limit(self, baseline: int) -> int:
+        assert self.memory_limit_mb is not None
+        return baseline + self.memory_limit_mb * MIB + HEADROOM
+
+    def memory_usage(self) -> int | None:
+        """Bytes the worker's cgroup holds now (None: no cgroup with memory accounting)."""
+        if self.cgroup is None or self.hierarchy is None or self.hierarchy.memory is not None:
+            return None
+        with contextlib.suppress(OSError, ValueError):
+            return self.cgroup.usage()
+        return None
+
+    def impose_memory_limit(self, mb: int, *, baseline: int | None = None) -> int | None:
+        """Limit the worker's cgroup to its memory now (``baseline``, if given: settled) plus
+        ``mb`` MiB (the policy's per-job limit) plus :data:`HEADROOM`, as a container limit
+        would; each later process of this worker starts under the same limit. Returns the
+        limit in bytes, or None where the harness cannot impose one
+        (:func:`cgroups.memory_limit_unavailable` says why)."""
+        self.memory_limit_mb = mb
+        usage = self.memory_usage() if baseline is None else baseline
+        if usage is None or self.cgroup is None:
+            return None
+        self.baseline = usage
+        limit = self._limit(usage)
+        self.cgroup.limit(limit)
+        return limit
 
     @property
     def pid(self) -> int | None:
@@ -121,51 +191,68 @@ class WorkerProcess:
             self.process.send_signal(sig)
 
     def kill(self) -> None:
-        """SIGKILL the worker and everything in its process group, as a crash would."""
-        if self.process is not None:
-            procs.terminate(self.process, signal.SIGKILL, timeout=5)
-            self._poll()
+        """SIGKILL the worker and every process it started, as a crash (or the OOM killer of a
+        container) would: all of its cgroup, or without one, its process group and the
+        descendants captured now (also those that left the group)."""
+        if self.process is None:
+            return
+        if self.cgroup is not None:
+            self.cgroup.kill()
+        elif self.process.poll() is None:
+            procs.kill_tree(self.process.pid)
+        procs.terminate(self.process, signal.SIGKILL, timeout=5)
+        self._poll()
+        self._release()
 
-    def job_processes(self) -> list[psutil.Process]:
-        """The worker's descendants: the processes running its jobs (none for a worker that
-        runs jobs in its own process)."""
+    def job_pids(self) -> list[int]:
+        """The processes running the worker's jobs: every other process of its cgroup (or,
+        without one, its descendants); none for a worker that runs jobs in its own process."""
         if not self.running() or self.pid is None:
             return []
+        if self.cgroup is not None:
+            return [p for p in self.cgroup.members() if p != self.pid]
         with contextlib.suppress(psutil.Error):
-            return psutil.Process(self.pid).children(recursive=True)
+            return [p.pid for p in psutil.Process(self.pid).children(recursive=True)]
         return []
 
     def kill_jobs(self) -> list[int]:
-        """SIGKILL the processes running the worker's jobs, not the worker; their pids."""
-        killed = []
-        for p in self.job_processes():
-            with contextlib.suppress(psutil.Error):
-                p.kill()
-                killed.append(p.pid)
-        return killed
+        """SIGKILL the processes running the worker's jobs, not the worker; their pids. Each
+        is stopped first, so none forks past the kill."""
+        if self.cgroup is not None and self.pid is not None and self.running():
+            stopped = self.cgroup.signal(signal.SIGSTOP, skip=self.pid)
+        else:
+            stopped = self._signal_each(self.job_pids(), signal.SIGSTOP)
+        return self._signal_each(stopped, signal.SIGKILL)
 
     def pause(self) -> list[int]:
-        """Freeze the worker and its job processes, as a frozen VM would: SIGSTOP to its process
-        group, then to each descendant (a job child may have a group of its own, as the
-        reference worker's does). Returns the descendants' pids."""
+        """Freeze the worker and its job processes, as a frozen VM would: SIGSTOP to every
+        process of its cgroup (without one: its process group, then each descendant, since a
+        job child may have a group of its own). Returns the job processes' pids."""
         if self.process is None or not self.running():
             return []
+        if self.cgroup is not None:
+            return [p for p in self.cgroup.signal(signal.SIGSTOP) if p != self.pid]
         procs.signal_group(self.process, signal.SIGSTOP)
-        return self._signal_jobs(signal.SIGSTOP)
+        return self._signal_each(self.job_pids(), signal.SIGSTOP)
 
     def resume(self) -> None:
-        """Undo :meth:`pause` (SIGCONT to the job processes, then to the process group)."""
-        if self.process is not None:
-            self._signal_jobs(signal.SIGCONT)
-            procs.signal_group(self.process, signal.SIGCONT)
+        """Undo :meth:`pause` (SIGCONT to the job processes, then to the worker)."""
+        if self.process is None:
+            return
+        if self.cgroup is not None:
+            self.cgroup.signal(signal.SIGCONT, skip=self.pid)
+        else:
+            self._signal_each(self.job_pids(), signal.SIGCONT)
+        procs.signal_group(self.process, signal.SIGCONT)
 
-    def _signal_jobs(self, sig: int) -> list[int]:
-        pids = []
-        for p in self.job_processes():
-            with contextlib.suppress(psutil.Error):
-                p.send_signal(sig)
-                pids.append(p.pid)
-        return pids
+    @staticmethod
+    def _signal_each(pids: Sequence[int], sig: int) -> list[int]:
+        done = []
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+                done.append(pid)
+        return done
 
     def stop(self, grace: float = 10.0, *, signalled: bool = False) -> int | None:
         """A warm stop: one SIGTERM (unless ``signalled`` already), up to ``grace`` seconds to
@@ -180,6 +267,7 @@ class WorkerProcess:
         self._poll()
         code = procs.terminate(self.process, signal.SIGKILL, timeout=5)
         self._poll()
+        self._release()
         return code
 
     def wait(self, timeout: float) -> int:
@@ -197,14 +285,16 @@ class WorkerProcess:
 class WorkerPool:
     """``size`` workers named ``worker-1``..``worker-N`` running ``argv``, all with ``conn``
     or each with its own (``conn`` a sequence of ``size``: e.g. each through its own links);
-    ``report_database_url``: the direct database URL for their reports (default: their own)."""
+    ``report_database_url``: the direct database URL for their reports (default: their own);
+    ``hierarchy``: where their cgroups go (None: no cgroups; default: where one can)."""
 
     def __init__(self, conn: Connections | Sequence[Connections], policy: Policy, *,
                  size: int = 2,
                  argv: Sequence[str] = REFERENCE_WORKER, logdir: Path,
                  extra_env: Mapping[str, str] | None = None,
                  startup_check: float = 0.5,
-                 report_database_url: str | None = None) -> None:
+                 report_database_url: str | None = None,
+                 hierarchy: Hierarchy | Literal["detect"] | None = DETECT) -> None:
         if size < 1:
             raise ValueError("a worker pool needs at least one worker")
         base = dict(os.environ)
@@ -217,7 +307,7 @@ class WorkerPool:
             WorkerProcess(f"worker-{i}", argv,
                           {**base, **worker_env(c, policy, f"worker-{i}",
                                                  report_database_url=report_database_url)},
-                          logdir / f"worker-{i}.log")
+                          logdir / f"worker-{i}.log", hierarchy=hierarchy)
             for i, c in enumerate(conns, start=1)
         ]
 
@@ -251,6 +341,15 @@ class WorkerPool:
             time.sleep(0.02)
         return self
 
+    def impose_memory_limits(self, mb: int) -> list[int | None]:
+        """Limit each worker's cgroup to its settled memory plus ``mb`` MiB (and
+        :data:`HEADROOM`): see :meth:`WorkerProcess.impose_memory_limit`. Settled: two reads
+        :data:`SETTLE_SAMPLE` s apart differ by less than 1 MiB (or :data:`SETTLE_TIMEOUT`
+        passed). Returns each limit in bytes (None: not imposed)."""
+        baselines = _settled([w.memory_usage for w in self.workers])
+        return [w.impose_memory_limit(mb, baseline=b) if b is not None else None
+                for w, b in zip(self.workers, baselines, strict=True)]
+
     def restart_dead(self) -> list[str]:
         """Restart every worker that is not running (what a supervisor does); return their ids."""
         restarted = []
@@ -275,3 +374,18 @@ class WorkerPool:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+def _settled(reads: Sequence[Callable[[], int | None]]) -> list[int | None]:
+    """The values of ``reads`` once none moved by 1 MiB between two reads (or at the
+    deadline)."""
+    last = [read() for read in reads]
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while any(v is not None for v in last) and time.monotonic() < deadline:
+        time.sleep(SETTLE_SAMPLE)
+        now = [read() for read in reads]
+        if all(a is None or b is None or abs(b - a) < MIB for a, b in zip(last, now,
+                                                                          strict=True)):
+            return now
+        last = now
+    return last

@@ -9,7 +9,7 @@ import pytest
 from harness import history as h
 from harness.checkers import Validity
 from harness.contract import db_write, job, sleep
-from harness.nemesis import after, kill, kill_job, link_fault, pause, plan, signal
+from harness.nemesis import after, dispatch, kill, kill_job, link_fault, pause, plan, signal
 
 
 def test_every_fault_pairs_its_inject_with_its_heal_under_one_id(chaos):
@@ -38,6 +38,45 @@ def test_a_strike_records_the_attempts_it_interrupted(chaos):
     assert inject["params"]["inflight"] == [{"job": "victim", "attempt": 1, "worker": "worker-1",
                                              "attempt_id": first["attempt_id"]}]
     assert inject["params"]["pids"], "the job's process was found and killed"
+    assert judgement.valid, judgement.text
+
+
+def test_kill_busy_waits_for_a_worker_running_an_attempt(chaos):
+    # The job is sent while both workers are frozen for a second: none is busy when the kill
+    # comes; it must wait for one rather than strike an idle worker.
+    jobs = [job("late", db_write(), sleep(1.0))]
+    judgement = chaos.play(plan(2, jobs, pause(0, seconds=1.0), pause(1, seconds=1.0),
+                                dispatch("late"), kill("busy")))
+    [inject] = [op.value for op in judgement.history.ops(h.INJECT) if op.value["kind"] == "kill"]
+    [running] = inject["params"]["inflight"]
+    assert (running["job"], running["attempt"], running["worker"]) == (
+        "late", 1, inject["target"])
+    assert judgement.valid, judgement.text
+    assert "interrupted nothing" not in judgement.text
+
+
+def test_the_verdict_notes_a_strike_that_interrupted_nothing(chaos):
+    judgement = chaos.play(plan(1, [job("done", db_write())], kill(0, after(finished=1))))
+    assert judgement.valid, judgement.text
+    assert ("note: kill on worker-1 [kill-1] interrupted nothing: no attempt was running on "
+            "worker-1 when it struck") in judgement.text
+    import json
+
+    results = json.loads((chaos.artifacts / "results.json").read_text())
+    assert results["idle_strikes"] == ["kill-1"]
+    assert results["strikes"] == [{"fault": "kill-1", "kind": "kill", "target": "worker-1",
+                                   "interrupted": []}]
+
+
+def test_the_attempts_of_a_killed_process_are_not_in_flight_on_its_successor(chaos):
+    # The second kill strikes the restarted worker while the first process's attempt still
+    # waits for its lease to expire: that attempt was interrupted by the first kill only.
+    jobs = [job("a", db_write(), sleep(0.5))]
+    judgement = chaos.play(plan(1, jobs, kill(0, after(effects=1)), kill(0, after(effects=1))))
+    first, second = (op.value for op in judgement.history.ops(h.INJECT))
+    assert [r["job"] for r in first["params"]["inflight"]] == ["a"]
+    assert second["params"]["inflight"] == []
+    assert "kill on worker-1 [kill-2] interrupted nothing" in judgement.text
     assert judgement.valid, judgement.text
 
 

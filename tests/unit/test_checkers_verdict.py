@@ -105,3 +105,49 @@ def test_results_json_holds_everything(tmp_path: Path) -> None:
     assert data["history"] == {"ops": 19, "truncated": False}
     assert data["policy"]["max_tries"] == 3
     assert data["policy"]["backoff"] == {"base": 0.5, "cap": 2.0, "jitter": 0.0, "factor": 2.0}
+
+
+def _strike(b: Builder, fault: str, kind: str, inflight: object, **params: object) -> None:
+    b.fault("inject", fault, "worker-1", kind, {**params, "inflight": inflight})
+    b.fault("heal", fault, "worker-1", kind)
+
+
+def test_a_strike_that_interrupted_nothing_is_a_note_not_an_anomaly() -> None:
+    b = Builder()
+    b.dispatch("a")
+    b.probe()
+    run(b, "a", ["db_write"], start=b.now)
+    plain = check(b.build(), POLICY)
+    running = [{"job": "a", "attempt": 1, "worker": "worker-1"}]
+    _strike(b, "kill-1", "kill", [])
+    _strike(b, "kill_job-2", "kill_job", running)
+    _strike(b, "signal-3", "signal", [], signal="SIGHUP")  # not a stop: it interrupts nothing
+    _strike(b, "signal-4", "signal", None, signal="SIGTERM")  # the nemesis could not tell
+    _strike(b, "restart-5", "restart", [], signal="SIGTERM")
+    h = b.build()
+    result = check(h, POLICY)
+    assert (result.validity, result.anomalies) == (plain.validity, plain.anomalies)
+    text = render(result, h)
+    assert [line for line in text.splitlines() if "interrupted nothing" in line] == [
+        "  note: kill on worker-1 [kill-1] interrupted nothing: no attempt was running on "
+        "worker-1 when it struck",
+        "  note: restart on worker-1 [restart-5] interrupted nothing: no attempt was running "
+        "on worker-1 when it struck"]
+    data = results_dict(result, h, POLICY)
+    assert data["idle_strikes"] == ["kill-1", "restart-5"]
+    assert data["strikes"] == [
+        {"fault": "kill-1", "kind": "kill", "target": "worker-1", "interrupted": []},
+        {"fault": "kill_job-2", "kind": "kill_job", "target": "worker-1",
+         "interrupted": running},
+        {"fault": "signal-4", "kind": "signal", "target": "worker-1", "interrupted": None},
+        {"fault": "restart-5", "kind": "restart", "target": "worker-1", "interrupted": []}]
+
+
+def test_idle_strikes_past_five_are_counted() -> None:
+    b = Builder()
+    for n in range(7):
+        _strike(b, f"kill-{n}", "kill", [])
+    h = b.build()
+    text = render(check(h, POLICY), h)
+    assert text.count("interrupted nothing: no attempt") == 5
+    assert "  note: ... and 2 more strikes that interrupted nothing (in results.json)\n" in text
