@@ -130,6 +130,9 @@ SETTINGS: tuple[Setting, ...] = (
             "failure)", _seed),
     Setting("worker_cmd", "Command that runs one worker under test (default: the reference "
             "worker)", _command),
+    Setting("ready_timeout", "Seconds a worker process may take to signal readiness (its "
+            "chaos_ready row) before the harness gives up on it", _positive_float,
+            default="30"),
     Setting("probe_cmd", "Command that prints the worker system's state as ProbeState JSON "
             "(default: the reference worker's probe; 'none' for no probe)", _command),
     Setting("replay", "A run's replay.json (plan, policy, test, seed; written by every run and "
@@ -158,6 +161,7 @@ class Config:
     profile: str = "pr"
     seed: int | None = None
     worker_cmd: tuple[str, ...] | None = None
+    ready_timeout: float = 30.0
     probe_cmd: tuple[str, ...] | None = None
     worker_bugs: str | None = None
     replay: Path | None = None

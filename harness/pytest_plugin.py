@@ -256,7 +256,8 @@ def _worker_spec(cfg: Config) -> WorkerSpec:
     probe: tuple[str, ...] | None = cfg.probe_cmd or (None if cfg.worker_cmd else REFERENCE_PROBE)
     if probe == ("none",):
         probe = None
-    return WorkerSpec(argv=cfg.worker_cmd or REFERENCE_WORKER, probe_argv=probe, env=env)
+    return WorkerSpec(argv=cfg.worker_cmd or REFERENCE_WORKER, probe_argv=probe, env=env,
+                      ready_timeout=cfg.ready_timeout)
 
 
 def _reproduce(cfg: Config, seed: int) -> list[str]:
@@ -270,6 +271,8 @@ def _reproduce(cfg: Config, seed: int) -> list[str]:
         out.append(f"--jobchaos-probe-cmd={shlex.join(cfg.probe_cmd)}")
     if cfg.worker_bugs:
         out.append(f"--jobchaos-worker-bugs={cfg.worker_bugs}")
+    if cfg.sources.get("ready_timeout", "default") != "default":
+        out.append(f"--jobchaos-ready-timeout={cfg.ready_timeout:g}")
     return out
 
 

@@ -101,6 +101,9 @@ class Policy:
     # than it a worker may take to exit after a stop signal (recording, settling, exiting).
     shutdown_grace: float | None = None
     shutdown_slack: float = 1.0
+    # The longest a worker process may take to signal readiness (None: the worker does not
+    # signal it, and readiness is not judged).
+    ready_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_tries < 1:
