@@ -52,7 +52,7 @@ def test_the_nemesis_strikes_only_once_every_worker_is_ready(chaos):
 def test_a_worker_that_exits_before_it_is_ready_is_a_start_up_error(chaos):
     chaos.world.worker = WorkerSpec(
         argv=(sys.executable, "-c", "import sys, time; time.sleep(0.6); print('no config');"
-                                    " sys.exit(3)"), ready_timeout=20)
+                                    " sys.exit(3)"))
     started = time.monotonic()
     with pytest.raises(WorkerStartError, match=r"exited with code 3 [\d.]+ s after it "
                                                r"started, before it was ready") as caught:
