@@ -102,8 +102,10 @@ def cases(tmp: Path, silent: int) -> list[Case]:
         Case("seed not a number", ["--jobchaos-seed=abc"]),
         Case("worker-cmd missing", [f"--jobchaos-worker-cmd={tmp}/nope/worker --flag"]),
         Case("worker-cmd exits at once", ["--jobchaos-worker-cmd=python -c 'raise SystemExit(3)'"]),
-        Case("worker never consumes", ["--jobchaos-worker-cmd=python -c 'import time; "
-                                       "time.sleep(1e9)'", "--jobchaos-probe-cmd=none"]),
+        Case("worker never ready (timeout 3)", ["--jobchaos-worker-cmd=python -c 'import time; "
+                                                "time.sleep(1e9)'", "--jobchaos-probe-cmd=none",
+                                                "--jobchaos-ready-timeout=3"]),
+        Case("ready-timeout 0", ["--jobchaos-ready-timeout=0"]),
         Case("probe-cmd missing", [f"--jobchaos-probe-cmd={tmp}/nope/probe"]),
         Case("worker-bugs unknown", ["--jobchaos-worker-bugs=no_such_bug"]),
         Case("replay file missing", [f"--jobchaos-replay={tmp}/nope.json"]),

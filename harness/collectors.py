@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from harness import history as h
@@ -21,6 +21,8 @@ from harness.contract import (
     OutcomeStatus,
     ProbeState,
 )
+from harness.services import readiness
+from harness.services.readiness import ReadyRow
 from harness.services.smtp import SinkMessage
 from harness.services.workers import WorkerProcess
 
@@ -67,10 +69,11 @@ class TableRows:
     attempts: list[AttemptRow]
     effects: list[EffectRow]
     outcomes: list[OutcomeRow]
+    ready: list[ReadyRow] = field(default_factory=list)  # chaos_ready
 
 
 def read_tables(database_url: str) -> TableRows:
-    """Read the three contract tables in one snapshot."""
+    """Read the contract tables in one snapshot."""
     import psycopg
 
     with psycopg.connect(database_url, connect_timeout=10) as conn, conn.transaction():
@@ -84,8 +87,10 @@ def read_tables(database_url: str) -> TableRows:
         outcomes = conn.execute(
             "SELECT job_id, attempt, worker, status, reason, extract(epoch FROM at)::float8, "
             "attempt_id FROM chaos_outcomes ORDER BY id").fetchall()
+        ready = [ReadyRow(str(w), None if pid is None else int(pid), float(at))
+                 for w, pid, at in conn.execute(readiness.READY_SQL).fetchall()]
     return TableRows([AttemptRow(*r) for r in attempts], [EffectRow(*r) for r in effects],
-                     [OutcomeRow(*r) for r in outcomes])
+                     [OutcomeRow(*r) for r in outcomes], ready)
 
 
 def match_outcomes(attempts: Sequence[AttemptRow], outcomes: Sequence[OutcomeRow]
@@ -147,10 +152,18 @@ def message_observations(messages: Iterable[SinkMessage]) -> list[h.Observation]
     return obs
 
 
-def life_observations(workers: Iterable[WorkerProcess]) -> list[h.Observation]:
-    """One ``life`` per process each worker ran: when it started and when it exited."""
-    return [h.worker_life(w.worker_id, pid=life.pid, at=life.started, ended=life.ended,
-                          code=life.code) for w in workers for life in w.lives]
+def life_observations(workers: Iterable[WorkerProcess], ready: Iterable[ReadyRow] = ()
+                      ) -> list[h.Observation]:
+    """One ``life`` per process each worker ran: when it started, became ready (``ready``:
+    the ``chaos_ready`` rows), was first signalled by the harness, and exited."""
+    rows = list(ready)
+    out = []
+    for w in workers:
+        readiness.assign(w.worker_id, w.lives, rows)
+        out += [h.worker_life(w.worker_id, pid=life.pid, at=life.started, ready=life.ready,
+                              signalled=life.signalled, ended=life.ended, code=life.code)
+                for life in w.lives]
+    return out
 
 
 def run_probe(argv: Sequence[str], env: Mapping[str, str]) -> ProbeState:

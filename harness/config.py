@@ -141,6 +141,9 @@ SETTINGS: tuple[Setting, ...] = (
             "failure)", _seed),
     Setting("worker_cmd", "Command that runs one worker under test (default: the reference "
             "worker)", _command),
+    Setting("ready_timeout", "Seconds a worker process may take to signal readiness (its "
+            "chaos_ready row) before the harness gives up on it", _positive_float,
+            default="30"),
     Setting("probe_cmd", "Command that prints the worker system's state as ProbeState JSON "
             "(default: the reference worker's probe; 'none' for no probe)", _command),
     Setting("dispatcher", "module:callable that enqueues each chaos job through your own "
@@ -174,6 +177,7 @@ class Config:
     profile: str = "pr"
     seed: int | None = None
     worker_cmd: tuple[str, ...] | None = None
+    ready_timeout: float = 30.0
     probe_cmd: tuple[str, ...] | None = None
     dispatcher: str | None = None  # module:callable; imported by the preflight check
     worker_bugs: str | None = None

@@ -41,6 +41,8 @@ EXPECTED: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "lease_shorter_than_timeout": (("test_lease.py",), ("overlapping",)),
     "stop_consuming_after_link_error": (("test_redis_link.py::test_a_worker_cut_off_resumes_"
                                          "consuming_after_the_heal",), ("stalled",)),
+    "exit_on_link_error": (("test_redis_link.py::test_a_worker_cut_off_resumes_consuming_after_"
+                            "the_heal",), ("exited",)),
     "shutdown_drops_job": (("test_graceful_shutdown.py",), ("dropped_on_shutdown",)),
     "shutdown_ignores_grace": (("test_graceful_shutdown.py::test_sigterm_mid_job"
                                 "[grace-shorter-than-job]",), ("slow_shutdown",)),

@@ -284,8 +284,10 @@ def _worker_spec(cfg: Config) -> WorkerSpec:
     # Imported once already by the preflight check: a wrong name stopped pytest there.
     dispatcher = redis_list if cfg.dispatcher is None else load(
         cfg.dispatcher, cfg.sources.get("dispatcher", "default"))
+    profile = cfg.worker_profile or DEFAULT_PROFILE
     return WorkerSpec(argv=cfg.worker_cmd or REFERENCE_WORKER, probe_argv=probe, env=env,
-                      dispatcher=dispatcher, profile=cfg.worker_profile or DEFAULT_PROFILE)
+                      dispatcher=dispatcher, profile=profile,
+                      wait_ready="ready" in profile.features, ready_timeout=cfg.ready_timeout)
 
 
 def _reproduce(cfg: Config, seed: int) -> list[str]:
@@ -303,6 +305,8 @@ def _reproduce(cfg: Config, seed: int) -> list[str]:
         out.append(f"--jobchaos-worker-bugs={cfg.worker_bugs}")
     if cfg.worker_profile:
         out.append(f"--jobchaos-worker-profile={cfg.worker_profile.source}")
+    if cfg.sources.get("ready_timeout", "default") != "default":
+        out.append(f"--jobchaos-ready-timeout={cfg.ready_timeout:g}")
     return out
 
 

@@ -33,6 +33,8 @@ BUGS: Final[Mapping[str, str]] = MappingProxyType({
     "no_dedupe": "run a duplicate dispatch of a job id again",
     "stop_consuming_after_link_error": "after a fetch fails on a link error, never fetch "
                                        "again: the process stays up, idle",
+    "exit_on_link_error": "the main process exits when its Redis link fails (fetching or "
+                          "settling), leaving the restart to its supervisor",
     "shutdown_drops_job": "no SIGTERM handler: the worker dies at once with the job in hand",
     "shutdown_ignores_grace": "a warm shutdown waits for the job in flight however long it "
                               "takes, past the shutdown grace",

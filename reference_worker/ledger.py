@@ -236,3 +236,8 @@ def record_email(conn: psycopg.Connection[Any], job: str, step: int, attempt: in
                  worker: str) -> None:
     """Record that the server accepted the email of ``job``'s step ``step`` (idempotent)."""
     conn.execute(RECORD_EMAIL, {"job": job, "step": step, "attempt": attempt, "worker": worker})
+
+
+def mark_ready(conn: psycopg.Connection[Any], worker: str, pid: int) -> None:
+    """The ready signal (``chaos_ready``): this process of ``worker`` takes jobs from now on."""
+    conn.execute("INSERT INTO chaos_ready (worker, pid) VALUES (%s, %s)", (worker, pid))

@@ -29,7 +29,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from harness.contract import Connections, Job, Policy, read_env
+from harness.contract import Connections, Job, Policy, read_env, report_database_url
 from reference_worker import ledger, registry, retries
 from reference_worker.bugs import Bugs
 from reference_worker.child import ForkFailed, Result, run_in_child
@@ -60,8 +60,9 @@ FAILURE_REASONS = {"exception": "exception", "timeout": "timeout", "killed": "ki
 
 class Worker:
     def __init__(self, conn: Connections, policy: Policy, worker_id: str, bugs: Bugs,
-                 memory_mode: str = "auto") -> None:
+                 memory_mode: str = "auto", report_url: str | None = None) -> None:
         self.conn, self.policy, self.worker_id, self.bugs = conn, policy, worker_id, bugs
+        self.report_url = report_url or conn.database_url  # unfaulted: for the ready row
         self.io_timeout = min(5.0, max(0.5, policy.lease / 3))
         self.lease = policy.lease
         self.dedupe = True
@@ -149,6 +150,7 @@ class Worker:
             if self.heartbeat_on:
                 self.heartbeat.start()
             gc.freeze()  # forked children then share the parent's objects without copying
+            self._signal_ready()
             self._loop()
         except Abandoned:
             pass
@@ -204,8 +206,27 @@ class Worker:
             else:
                 log(f"malformed payload moved to {self.registry.keys.poison}: {fetched.detail}")
 
+    def _signal_ready(self) -> None:
+        """Say that this process takes jobs from now on: its ``chaos_ready`` row, over the
+        harness's unfaulted report link (the harness waits for it before striking)."""
+        report = postgres_link(self.report_url, self.io_timeout)
+        try:
+            persist("signal ready", lambda: report.run(
+                        lambda c: ledger.mark_ready(c, self.worker_id, os.getpid())),
+                    stop=lambda: self.shutdown.requested, sleep=self._pause)
+        finally:
+            report.reset()
+
     def _consumer_link_lost(self) -> None:
         """The consumer's Redis connection failed (fetching or settling)."""
+        if self.bugs.on("exit_on_link_error"):
+            # Origin: workers whose main loop lets a broker connection error escape and exit,
+            # leaving recovery to their supervisor (RQ workers quitting on a Redis
+            # ConnectionError or timeout, rq/rq#998, #1968; Resque workers, resque/resque#37;
+            # arq after a Redis restart, python-arq/arq#498): each exit drops the job in hand
+            # until its lease expires, and the worker crash-loops while the link is down.
+            log("consumer: link error; exiting")
+            raise SystemExit(1)
         if self.bugs.on("stop_consuming_after_link_error"):
             # Origin: Celery workers that reconnect to Redis after a lost connection and never
             # consume again while the process stays up (celery/celery#8030, #8091, #10205):
@@ -383,4 +404,5 @@ def main(bugs: Bugs) -> int:
               file=sys.stderr)
         return 2
     set_worker(worker_id)
-    return Worker(conn, policy, worker_id, bugs, os.environ.get(ENV_MEMORY, "auto")).run()
+    return Worker(conn, policy, worker_id, bugs, os.environ.get(ENV_MEMORY, "auto"),
+                  report_database_url(os.environ)).run()

@@ -12,6 +12,8 @@ import pytest
 
 from harness.contract import db_write, job, sleep
 from harness.nemesis import after, dispatch, link_fault, plan
+from harness.nemesis.events import Plan
+from harness.run import ChaosRun
 
 FAULTS = ("down", "reset_peer", "blackhole")
 
@@ -34,7 +36,13 @@ def test_a_worker_cut_off_resumes_consuming_after_the_heal(chaos):
     """One worker's own Redis link goes down while the other keeps working. After the heal
     the cut worker must take jobs again: work dispatched after the heal is long enough that
     one worker alone leaves jobs waiting past the consume bound (the ``stalled`` anomaly),
-    while two share it well within it."""
+    while two share it well within it. A worker that exits on the link error instead is
+    restarted, as a supervisor would, and judged (``exited``)."""
+    chaos.check(cut_off_plan(chaos))
+
+
+def cut_off_plan(chaos: ChaosRun) -> Plan:
+    """The plan of the cut-off scenario (tunes ``chaos``'s policy)."""
     chaos.tune(job_timeout=0.8, lease=1.0)
     bound = chaos.policy.for_checkers().consume_bound_s
     window = 2.0
@@ -42,6 +50,6 @@ def test_a_worker_cut_off_resumes_consuming_after_the_heal(chaos):
     # One worker alone needs 1.7 bounds for these; two need less than one.
     n = 10
     later = [job(f"cut-after-{i}", db_write(), sleep(1.7 * bound / n)) for i in range(n)]
-    chaos.check(plan(2, before + later,
-                     link_fault("down", "redis", after(attempts=1), seconds=window, worker=0),
-                     *[dispatch(j.id, after(at=window * 1.2)) for j in later]))
+    return plan(2, before + later,
+                link_fault("down", "redis", after(attempts=1), seconds=window, worker=0),
+                *[dispatch(j.id, after(at=window * 1.2)) for j in later])

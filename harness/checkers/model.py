@@ -40,7 +40,7 @@ SEVERITY_VALIDITY: Final[dict[str, Validity]] = {
 ANOMALY_KINDS: Final = (
     "lost", "stuck", "unresolved", "duplicated", "unexpected", "unsuccessful_completion",
     "regressed", "retry_bound", "hammering", "unaccounted_failure", "lock_leaked", "recovered",
-    "stalled", "dropped_on_shutdown", "slow_shutdown",
+    "stalled", "dropped_on_shutdown", "slow_shutdown", "exited", "not_ready",
     "overlapping", "overran",
 )
 

@@ -112,6 +112,9 @@ class Policy:
     # may run ``timeout_slack`` s longer than that (``overran``; see TIMEOUT_SLACK).
     timeout_granularity: float = 0.0
     timeout_slack: float = TIMEOUT_SLACK
+    # The longest a worker process may take to signal readiness (None: the worker does not
+    # signal it, and readiness is not judged).
+    ready_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_tries < 1:

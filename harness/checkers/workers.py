@@ -1,12 +1,15 @@
-"""Did every worker keep consuming, and shut down the way a deploy needs? Cost: O(n log n).
+"""Did every worker keep running and consuming, and shut down the way a deploy needs?
+Cost: O(n log n).
 
-Judged from the workers' lives (``life`` ops: when each process started and exited, as the
-harness saw it), the attempts, the dispatches and the nemesis's fault spans:
+Judged from the workers' lives (``life`` ops: when each process started, became ready and
+exited, as the harness saw it), the attempts, the dispatches and the nemesis's fault spans:
 
-- ``stalled``: a worker alive, not shutting down, not running an attempt, while some job was
-  ready to run and waiting, for longer than ``policy.consume_bound_s``, with no fault active
-  anywhere (the bound starts again when a fault heals). The consumer that silently stopped
-  after a reconnect, while its process looks healthy and the other workers do all the work.
+- ``stalled``: a worker alive and ready, not shutting down, not running an attempt, while
+  some job was ready to run and waiting, for longer than ``policy.consume_bound_s``, with no
+  fault active anywhere (the bound starts again when a fault heals). The consumer that
+  silently stopped after a reconnect, while its process looks healthy and the other workers
+  do all the work. A process is judged from its ready signal on (a slow start is not a
+  stall); one that never signalled it, when the workers do, is judged by ``not_ready``.
 - ``dropped_on_shutdown``: a worker sent a stop signal (SIGTERM, SIGINT, SIGQUIT) while it ran
   an attempt, and that attempt never ended by the worker's own hand: a reaper found its lease
   expired (``lease_lost``), or nothing ended it at all. Even when the job completed later: the
@@ -14,31 +17,33 @@ harness saw it), the attempts, the dispatches and the nemesis's fault spans:
 - ``slow_shutdown``: a worker that exited longer than ``shutdown_grace + shutdown_slack``
   after its stop signal (not judged while another fault could hold up its bookkeeping).
 
+- ``exited`` and ``not_ready``: a process that exited by itself mid-run, one that never became
+  ready (:mod:`harness.checkers.exits`).
+
 Histories without ``life`` ops (no harness-run workers) are not judged (``workers: 0``).
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.checkers import exits
 from harness.checkers.facts import Facts, facts
 from harness.checkers.findings import Findings
 from harness.checkers.identity import label
+from harness.checkers.intervals import Interval, intersect, minus, rel, union
 from harness.checkers.model import CheckResult
 from harness.checkers.policy import Policy
 from harness.history import DISPATCH, LIFE, FaultSpan, History
 from harness.nemesis.events import STOP_SIGNALS, WORKER_KILLS
 
 NAME = "workers"
-KINDS = ("stalled", "dropped_on_shutdown", "slow_shutdown")
+KINDS = ("stalled", "dropped_on_shutdown", "slow_shutdown", *exits.KINDS)
 STOPPING_KINDS = frozenset({"signal", "restart"})
 NOT_FAULTS = frozenset({"redispatch", "kill_job"})  # events that hold no worker back
 INF = float("inf")
-
-Interval = tuple[float, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +68,32 @@ def check_workers(history: History, policy: Policy) -> CheckResult:
     attempts = _attempts(fx)
     spans = [s for s in history.fault_spans() if s.kind not in NOT_FAULTS]
     stops = [s for s in spans if _is_stop(s)]
+    run_end = history.walls[fx.drain_end[-1]] if fx.drain_end else None
+    ends = _counting_ends(history, lives, stops, run_end)
+    blackout = exits.blackout_of(spans)
     judged = _shutdowns(out, history, policy, lives, attempts, stops, spans)
-    _stalls(out, fx, policy, lives, attempts, spans, stops)
+    _stalls(out, fx, policy, lives, attempts, ends, blackout)
+    by_job = exits.judge_exits(out, fx, lives, attempts, spans, run_end)
+    exits.judge_readiness(out, history, lives, policy, blackout, ends)
     workers = {history.values[i].get("worker") for i in lives}
     return out.result(workers=len(workers), worker_processes=len(lives),
-                      shutdowns_judged=judged)
+                      shutdowns_judged=judged, exits_by_job=by_job)
+
+
+def _counting_ends(h: History, lives: Sequence[int], stops: list[FaultSpan],
+                   run_end: float | None) -> dict[int, float]:
+    """Life op -> when the process stopped counting as a consumer: its exit, a stop signal
+    (from then on it is shutting down), or the end of the run (the drain's end, else the last
+    exit or op seen)."""
+    end = run_end if run_end is not None else max(
+        (h.values[i].get("ended") or h.walls[i] for i in lives), default=INF)
+    out = {}
+    for i in lives:
+        v = h.values[i]
+        start, stop = float(v["at"]), min(float(v.get("ended") or INF), end)
+        out[i] = min([stop, *(s.start for s in stops
+                              if s.target == v.get("worker") and start <= s.start)])
+    return out
 
 
 # -- shutdowns -------------------------------------------------------------------------------
@@ -106,10 +132,10 @@ def _shutdowns(out: Findings, h: History, policy: Policy, lives: Sequence[int],
             if struck_after:
                 continue  # the harness killed or froze it too: not the worker's own doing
             if a.reason == "lease_lost" or (a.ended is None and exited is not None):
-                how = (f"a reaper found its lease expired at {_rel(h, a.ended)}"
+                how = (f"a reaper found its lease expired at {rel(h, a.ended)}"
                        if a.ended is not None else "nothing ever ended it")
                 out.add("dropped_on_shutdown", a.code,
-                        f"{worker} was sent {_signal(stop)} at {_rel(h, t)} while running "
+                        f"{worker} was sent {_signal(stop)} at {rel(h, t)} while running "
                         f"{label(a.number, worker, a.ident)}; the worker never finished it nor "
                         f"gave it back: {how}", [stop.inject, a.index])
         if policy.shutdown_grace is None or life is None:
@@ -138,46 +164,40 @@ def _signal(span: FaultSpan) -> str:
     return name if count in (1, None) else f"{name} x{count}"
 
 
-def _rel(h: History, t: float | None) -> str:
-    if t is None:
-        return "?"
-    return f"+{t - h.walls[0]:.3f}s" if h.walls else f"{t:.3f}"
-
-
 # -- stalls ----------------------------------------------------------------------------------
 
 def _stalls(out: Findings, fx: Facts, policy: Policy, lives: Sequence[int],
-            attempts: list[Attempt], spans: list[FaultSpan], stops: list[FaultSpan]) -> None:
+            attempts: list[Attempt], ends: Mapping[int, float], blackout: list[Interval]
+            ) -> None:
     h = fx.h
-    end = h.walls[fx.drain_end[-1]] if fx.drain_end else max(
-        (h.values[i].get("ended") or h.walls[i] for i in lives), default=INF)
     waits = _waiting(fx, policy, attempts)
     if not waits:
         return
-    waiting = _union(w[:2] for w in waits)
-    blackout = _union((s.start, s.end if s.end is not None else INF) for s in spans)
+    waiting = union(w[:2] for w in waits)
     bound = policy.consume_bound_s
     by_worker: dict[str, list[Attempt]] = {}
     for a in attempts:
         by_worker.setdefault(a.worker, []).append(a)
+    signals_ready = any(h.values[i].get("ready") is not None for i in lives)
     for i in lives:
         v = h.values[i]
         worker = v.get("worker")
-        start, stop = float(v["at"]), min(float(v.get("ended") or INF), end)
-        # From a stop signal on, a worker takes no more work: shutting down, not stalled.
-        stop = min([stop, *(s.start for s in stops if s.target == worker and start <= s.start)])
+        if v.get("ready") is None and signals_ready:
+            continue  # never ready: starting, not stalled (``not_ready`` judges it)
+        # From its ready signal (else its start) to its exit, a stop signal or the run's end.
+        start, stop = float(v.get("ready") or v["at"]), ends[i]
         mine = sorted(by_worker.get(worker, ()), key=lambda a: a.at)
         busy = [(a.at, _busy_until(a, mine, stop)) for a in mine]
-        free = _minus(_minus([(start, stop)], _union(busy)), blackout)
-        longest = max(_intersect(free, waiting), key=lambda x: x[1] - x[0], default=None)
+        free = minus(minus([(start, stop)], union(busy)), blackout)
+        longest = max(intersect(free, waiting), key=lambda x: x[1] - x[0], default=None)
         if longest is None or longest[1] - longest[0] <= bound:
             continue
         lo, hi = longest
         held = [w for w in waits if w[0] < hi and w[1] > lo]
         job = held[0][2] if held else None
         out.add("stalled", job,
-                f"{worker} was alive and idle for {hi - lo:.2f} s ({_rel(h, lo)} to "
-                f"{_rel(h, hi)}) while {len(held)} job(s) waited to run, with no fault active; "
+                f"{worker} was alive and idle for {hi - lo:.2f} s ({rel(h, lo)} to "
+                f"{rel(h, hi)}) while {len(held)} job(s) waited to run, with no fault active; "
                 f"a worker must take waiting work within {bound:g} s",
                 [w[3] for w in held[:5]])
 
@@ -236,51 +256,4 @@ def _attempts(fx: Facts) -> list[Attempt]:
         out.append(Attempt(i, c, str(v.get("worker", "")), float(v["at"]), v.get("ended"),
                            v.get("status"), v.get("reason"), v.get("attempt"),
                            v.get("attempt_id")))
-    return out
-
-
-# -- interval arithmetic (lists of disjoint, sorted (start, end) pairs) ----------------------
-
-def _union(intervals: Iterable[Interval]) -> list[Interval]:
-    out: list[Interval] = []
-    for lo, hi in sorted(intervals):
-        if hi <= lo:
-            continue
-        if out and lo <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return out
-
-
-def _minus(a: list[Interval], b: list[Interval]) -> list[Interval]:
-    """``a`` without ``b`` (both disjoint and sorted)."""
-    out = []
-    starts = [x[0] for x in b]
-    for lo, hi in a:
-        k = max(0, bisect_right(starts, lo) - 1)
-        cur = lo
-        while k < len(b) and b[k][0] < hi:
-            blo, bhi = b[k]
-            if bhi > cur:
-                if blo > cur:
-                    out.append((cur, blo))
-                cur = max(cur, bhi)
-            k += 1
-        if cur < hi:
-            out.append((cur, hi))
-    return out
-
-
-def _intersect(a: list[Interval], b: list[Interval]) -> list[Interval]:
-    out = []
-    i = j = 0
-    while i < len(a) and j < len(b):
-        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
-        if lo < hi:
-            out.append((lo, hi))
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
     return out

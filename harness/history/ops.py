@@ -92,9 +92,9 @@ class Op:
 _SHOWN_KEYS: Final = (
     "job", "step", "kind", "status", "reason", "state", "attempt", "attempt_id", "at", "ended",
     "worker", "key", "holder", "ttl", "age", "fault", "target", "available", "pending",
-    "deadline", "error", "stopped",
+    "deadline", "error", "stopped", "ready", "signalled", "code",
 )
-_TIME_KEYS: Final = frozenset({"at", "ended", "stopped"})
+_TIME_KEYS: Final = frozenset({"at", "ended", "stopped", "ready", "signalled"})
 
 
 def describe_value(value: Any, width: int = 120, origin: float | None = None) -> str:

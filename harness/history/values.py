@@ -133,8 +133,13 @@ def lock_held(key: str, *, ttl: float | None, job: JobId | None = None,
 
 
 def worker_life(worker: str, *, at: float, pid: int | None = None, ended: float | None = None,
-                code: int | None = None) -> Observation:
-    """One process of ``worker``, as the harness saw it: started ``at``, exited ``ended`` with
-    ``code`` (negative: killed by that signal); no ``ended``: still running when observed. A
-    restarted worker has one life per process."""
-    return Observation(LIFE, _clean(worker=worker, pid=pid, at=at, ended=ended, code=code))
+                code: int | None = None, ready: float | None = None,
+                signalled: float | None = None) -> Observation:
+    """One process of ``worker``, as the harness saw it: started ``at``, ready to consume
+    ``ready`` (its ``chaos_ready`` row; none: it never said so), first sent a signal that may
+    end it by the harness ``signalled`` (a nemesis kill or signal, the final stop; none: its
+    exit, if any, was its own), exited ``ended`` with ``code`` (negative: killed by that
+    signal); no ``ended``: still running when observed. A restarted worker has one life per
+    process."""
+    return Observation(LIFE, _clean(worker=worker, pid=pid, at=at, ready=ready,
+                                    signalled=signalled, ended=ended, code=code))

@@ -119,8 +119,8 @@ def probe_of(world: World, policy: Callable[[], RunPolicy]) -> Callable[[], Prob
 def observe(recorder: h.Recorder, world: World, policy: RunPolicy) -> None:
     """Append the table rows, the sink's messages, the probe's answer and the workers' lives
     to the history."""
-    recorder.observe(*collectors.table_observations(
-        collectors.read_tables(world.direct.database_url)))
+    tables = collectors.read_tables(world.direct.database_url)
+    recorder.observe(*collectors.table_observations(tables))
     if world.sink is not None:
         recorder.observe(*collectors.message_observations(world.sink.messages()))
     state, reason = None, "no probe configured"
@@ -132,4 +132,4 @@ def observe(recorder: h.Recorder, world: World, policy: RunPolicy) -> None:
             reason = str(exc)
     recorder.observe(*collectors.probe_observations(state, reason))
     if world.pool is not None:
-        recorder.observe(*collectors.life_observations(world.pool.workers))
+        recorder.observe(*collectors.life_observations(world.pool.workers, tables.ready))

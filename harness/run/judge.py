@@ -3,7 +3,7 @@ the test unless the verdict is valid (``unknown`` is not a pass: it fails with i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.checkers import CheckResult, Validity, check
@@ -25,10 +25,13 @@ class Judgement:
         return self.result.validity is Validity.VALID
 
 
-def judge(recorder: Recorder, policy: RunPolicy, artifacts: Path, heading: str) -> Judgement:
-    """Check the history; write ``results.json`` and ``verdict.txt`` into ``artifacts``."""
+def judge(recorder: Recorder, policy: RunPolicy, artifacts: Path, heading: str, *,
+          ready_timeout: float | None = None) -> Judgement:
+    """Check the history; write ``results.json`` and ``verdict.txt`` into ``artifacts``.
+    ``ready_timeout``: the bound on a worker process becoming ready (None: the workers do not
+    signal readiness)."""
     history = recorder.history()
-    check_policy = policy.for_checkers()
+    check_policy = replace(policy.for_checkers(), ready_timeout=ready_timeout)
     result = check(history, check_policy)
     text = f"{heading}: {result.validity}\n{render(result, history)}"
     if result.validity is Validity.UNKNOWN:

@@ -141,7 +141,8 @@ class ChaosRun:
         observe(self.recorder, self.world, self._policy)
         heading = (f"scenario {self.name} (seed {self.seed}, {len(self.workload.dispatched)} "
                    f"jobs, artifacts {self.artifacts})")
-        self.judgement = judge(self.recorder, self._policy, self.artifacts, heading)
+        self.judgement = judge(self.recorder, self._policy, self.artifacts, heading,
+                               ready_timeout=self.world.ready_timeout())
         return self.judgement
 
     def play(self, plan: Plan) -> Judgement:

@@ -1,7 +1,8 @@
-"""What every waiting loop of a run checks: that no worker died on its own, and that the
-workers consume at all. A worker that never takes a job (wrong queue name, wrong Redis URL, a
-shim that never reports) would otherwise cost every scenario its full drain deadline and end
-in a verdict that explains nothing; it is a session-level mistake instead, said once."""
+"""What every waiting loop of a run does: supervise the workers (restart one that exited on
+its own, :mod:`harness.run.supervisor`), and check that they consume at all. A worker that
+never takes a job (wrong queue name, wrong Redis URL, a shim that never reports) would
+otherwise cost every scenario its full drain deadline and end in a verdict that explains
+nothing; it is a session-level mistake instead, said once."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ class WorkerNotConsumingError(SessionError):
 
 
 class Watchdog:
-    """``check()`` raises if a worker died unstruck or none consumes within the bound."""
+    """``check()`` supervises the workers, and raises if none consumes within the bound of
+    the first dispatch (counted from when the workers were ready, if that came later)."""
 
     def __init__(self, world: World, workload: Workload, gauges: Gauges,
                  policy: Callable[[], RunPolicy]) -> None:
@@ -42,7 +44,8 @@ class Watchdog:
         first = self.workload.first_dispatch
         if self.consumed or first is None or self.world.pool is None:
             return
-        waited = time.monotonic() - first
+        up = self.world.up_since
+        waited = time.monotonic() - (first if up is None else max(first, up))
         if waited < self.bound():
             return
         try:

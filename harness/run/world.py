@@ -6,6 +6,11 @@ worker and service), so a fault can cut one worker off while the others carry on
 itself reads and dispatches over ``direct`` connections, so its own bookkeeping is never
 faulted (``proxied``, through the shared ``links``, is the producer's link when a scenario
 faults it).
+
+The workers are started and waited for until each signals readiness (a ``chaos_ready`` row,
+unless the worker cannot: ``WorkerSpec.wait_ready``); from then on a worker that exits by
+itself is restarted by the :class:`~harness.run.supervisor.Supervisor`, and judged from its
+``life`` ops.
 """
 
 from __future__ import annotations
@@ -21,11 +26,13 @@ from harness.dispatching import Dispatcher, redis_list
 from harness.faults.link import FaultLink
 from harness.faults.links import Faults, LinkPool, attempt_all
 from harness.profile import DEFAULT_PROFILE, WorkerProfile
-from harness.services.base import log_tail
+from harness.run.supervisor import Supervisor
+from harness.services.readiness import ReadyRows
 from harness.services.smtp import SinkMessage
-from harness.services.workers import REFERENCE_WORKER, WorkerPool, WorkerProcess, WorkerStartError
+from harness.services.workers import REFERENCE_WORKER, WorkerPool, WorkerProcess
 
 REFERENCE_PROBE = (REFERENCE_WORKER[0], "-m", "reference_worker.probe")
+DEFAULT_READY_TIMEOUT = 30.0  # seconds; the ready_timeout setting
 
 
 class Sink(Protocol):
@@ -44,6 +51,10 @@ class WorkerSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     dispatcher: Dispatcher = redis_list
     profile: WorkerProfile = DEFAULT_PROFILE
+    # The worker signals readiness (the profile's ``ready`` feature); False: it is only
+    # checked to stay up through its first moments.
+    wait_ready: bool = True
+    ready_timeout: float = DEFAULT_READY_TIMEOUT  # seconds a process may take to be ready
 
 
 class World:
@@ -61,23 +72,35 @@ class World:
         self.worker = worker
         self.artifacts = artifacts
         self.pool: WorkerPool | None = None
-        self.struck: set[str] = set()  # workers the nemesis killed or signalled
+        self.struck: set[str] = set()  # workers the nemesis holds down (killed or signalled)
+        self.supervisor = Supervisor()
+        self.up_since: float | None = None  # monotonic: when every worker was ready
 
     def start_workers(self, size: int, policy: Policy) -> WorkerPool:
         """Start ``size`` workers connected through the fault proxy, each through its own
-        links (``worker_links``, grown or shrunk to ``size``), each in a cgroup limited to its
-        settled memory plus the policy's ``memory_limit_mb`` (where the harness can)."""
+        links (``worker_links``, grown or shrunk to ``size``), and wait until each is ready
+        (``WorkerSpec.wait_ready``; else until each has stayed up through its startup check);
+        then limit each one's cgroup to its settled memory plus the policy's
+        ``memory_limit_mb`` (where the harness can)."""
         if self.pool is not None:
             raise RuntimeError("the workers of this run are already started")
         conns: Connections | list[Connections] = self.proxied
         if self.worker_links is not None:
             conns = [links.proxied(self.direct) for links in self.worker_links.ensure(size)]
-        self.pool = WorkerPool(conns, policy, size=size, argv=self.worker.argv,
-                               logdir=self.artifacts, extra_env=self.worker.env,
-                               startup_check=0.2,
-                               report_database_url=self.direct.database_url).start()
-        self.pool.impose_memory_limits(policy.memory_limit_mb)
-        return self.pool
+        pool = WorkerPool(conns, policy, size=size, argv=self.worker.argv,
+                          logdir=self.artifacts, extra_env=self.worker.env,
+                          startup_check=0.2, report_database_url=self.direct.database_url)
+        pool.start()
+        if self.worker.wait_ready:
+            with ReadyRows(self.direct.database_url) as ready:
+                pool.wait_ready(ready, self.worker.ready_timeout)
+        pool.impose_memory_limits(policy.memory_limit_mb)
+        self.pool, self.up_since = pool, time.monotonic()
+        return pool
+
+    def ready_timeout(self) -> float | None:
+        """The bound on a worker process becoming ready (None: it does not signal it)."""
+        return self.worker.ready_timeout if self.worker.wait_ready else None
 
     def links_to(self, service: str, worker: int | None = None) -> list[FaultLink]:
         """The links to ``service`` a fault strikes: worker ``worker``'s own, or (None) every
@@ -113,15 +136,10 @@ class World:
         return {w.worker_id: now_wall - (now - w.started_at) for w in self.workers}
 
     def check_workers(self) -> None:
-        """Fail fast, with its log, if a worker died that the nemesis did not strike."""
-        if self.pool is None:
-            return
-        for w in self.pool.workers:
-            if not w.running() and w.worker_id not in self.struck:
-                raise WorkerStartError(
-                    f"{w.worker_id} exited with code {w.returncode} on its own.\n"
-                    f"  command: {' '.join(w.argv)}\n  log: {w.log_path}\n"
-                    f"  last lines of its log:\n{log_tail(w.log_path)}")
+        """Supervise: restart (after its backoff) a worker that exited and that the nemesis
+        does not hold down. Its exit stays in its ``life`` for the checkers."""
+        if self.pool is not None:
+            self.supervisor.look(self.pool.workers, held=self.struck)
 
     def restart(self, index: int) -> None:
         """Start worker ``index`` again, as a supervisor would."""

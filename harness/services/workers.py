@@ -27,33 +27,40 @@ import psutil
 from harness import procs
 from harness.contract import Connections, Policy, worker_env
 from harness.errors import JobchaosError, WorkerCommandError
-from harness.services import cgroups
+from harness.services import cgroups, readiness
 from harness.services.base import log_tail
 from harness.services.cgroups import MIB, Cgroup, CgroupError, Hierarchy
+from harness.services.readiness import ReadyRow
 
 REFERENCE_WORKER = (sys.executable, "-m", "reference_worker")
 
 
 WORKER_CMD_HOW = "--jobchaos-worker-cmd / JOBCHAOS_WORKER_CMD / ini jobchaos_worker_cmd"
+READY_TIMEOUT_HOW = ("--jobchaos-ready-timeout / JOBCHAOS_READY_TIMEOUT / ini "
+                     "jobchaos_ready_timeout")
+READY_POLL = 0.05  # seconds between looks at chaos_ready while waiting
 PROVEN_AFTER = 3.0  # seconds a worker must have run before the command counts as working
-_proven = False  # a worker of this process ran PROVEN_AFTER s: the command itself works
 # Memory a worker process may grow by after it settled (buffers, a thread's stack), on top of
 # its settled usage and the policy's per-job limit, before the harness's limit bites.
 HEADROOM: Final = 16 * MIB
 SETTLE_SAMPLE: Final = 0.1  # seconds between two reads of a settling worker's memory
 SETTLE_TIMEOUT: Final = 5.0  # the longest the harness waits for a worker's memory to settle
 DETECT: Final = "detect"  # a worker's cgroups go where :func:`cgroups.hierarchy` finds
+# A worker of this process signalled readiness, or (not waited for) ran PROVEN_AFTER s: the
+# command itself works.
+_proven = False
 
 
 def worker_command_proven() -> bool:
-    """True once a worker of this process has been seen running for ``PROVEN_AFTER`` s. Until
-    then a worker that exits is taken for a wrong command (or setting), which every scenario
-    would repeat, rather than for a fault of one scenario."""
+    """True once a worker of this process has signalled readiness, or has been seen running
+    for ``PROVEN_AFTER`` s. Until then a worker that exits (or is never ready) is taken for a
+    wrong command (or setting), which every scenario would repeat, rather than for a fault of
+    one scenario."""
     return _proven
 
 
 class WorkerStartError(JobchaosError):
-    """A worker exited right after it was started."""
+    """A worker exited right after it was started (before it was ready)."""
 
 
 class FirstWorkerStartError(WorkerStartError, WorkerCommandError):
@@ -61,14 +68,21 @@ class FirstWorkerStartError(WorkerStartError, WorkerCommandError):
     command works: the command (or its settings) is wrong, every scenario would repeat it."""
 
 
+class WorkerNotReadyError(WorkerStartError):
+    """A worker process ran ``ready_timeout`` seconds without signalling that it consumes."""
+
+
 @dataclass
 class Life:
-    """One process of a worker: Unix times of its start and (once seen) its exit."""
+    """One process of a worker: Unix times of its start, of its ready signal, of the first
+    signal the harness sent it that may end it, and (once seen) of its exit."""
 
     pid: int
     started: float
     ended: float | None = None
     code: int | None = None  # negative: killed by that signal
+    ready: float | None = None  # its chaos_ready row (docs/contract.md)
+    signalled: float | None = None  # SIGKILL, SIGTERM or a nemesis signal, by the harness
 
 
 class WorkerProcess:
@@ -188,6 +202,7 @@ class WorkerProcess:
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the worker process itself (not its job children)."""
         if self.process is not None and self.process.poll() is None:
+            self._signalled()
             self.process.send_signal(sig)
 
     def kill(self) -> None:
@@ -196,6 +211,8 @@ class WorkerProcess:
         descendants captured now (also those that left the group)."""
         if self.process is None:
             return
+        if self.process.poll() is None:
+            self._signalled()
         if self.cgroup is not None:
             self.cgroup.kill()
         elif self.process.poll() is None:
@@ -214,6 +231,11 @@ class WorkerProcess:
         with contextlib.suppress(psutil.Error):
             return [p.pid for p in psutil.Process(self.pid).children(recursive=True)]
         return []
+
+    def _signalled(self) -> None:
+        """Stamp the current life: from now on, its exit may be the harness's doing."""
+        if self.lives and self.lives[-1].signalled is None:
+            self.lives[-1].signalled = time.time()
 
     def kill_jobs(self) -> list[int]:
         """SIGKILL the processes running the worker's jobs, not the worker; their pids. Each
@@ -330,14 +352,7 @@ class WorkerPool:
             for w in self.workers:
                 if not w.running():
                     self.stop(grace=2)
-                    error = WorkerStartError if _proven else FirstWorkerStartError
-                    raise error(
-                        f"{w.worker_id} exited with code {w.returncode} right after it started."
-                        f"\n  command: {' '.join(w.argv)}\n  log: {w.log_path}\n"
-                        f"  last lines of its log:\n{log_tail(w.log_path)}\n"
-                        "Fix: run the command by hand with the CHAOS_* variables from "
-                        f"docs/contract.md and look at what it prints ({WORKER_CMD_HOW})."
-                    )
+                    raise _exited(w, "right after it started")
             time.sleep(0.02)
         return self
 
@@ -349,6 +364,37 @@ class WorkerPool:
         baselines = _settled([w.memory_usage for w in self.workers])
         return [w.impose_memory_limit(mb, baseline=b) if b is not None else None
                 for w, b in zip(self.workers, baselines, strict=True)]
+    def wait_ready(self, read: Callable[[], list[ReadyRow]], timeout: float) -> None:
+        """Wait until every worker's current process has signalled readiness (``read``: the
+        ``chaos_ready`` rows so far). A worker that exits first is a start-up error; after
+        ``timeout`` s, :class:`WorkerNotReadyError` names those not ready, with their logs.
+        Either way the pool is stopped before raising."""
+        global _proven
+        began = time.monotonic()
+        problem = ""
+        while True:
+            for w in self.workers:
+                if w.returncode is not None:  # not running(): its age proves nothing here
+                    self.stop(grace=2)
+                    raise _exited(w, f"{time.monotonic() - began:.1f} s after it started, "
+                                     "before it was ready")
+            try:
+                rows = read()
+            except Exception as exc:  # the database restarting: look again
+                problem = f"reading chaos_ready failed: {type(exc).__name__}: {exc}"
+            else:
+                problem = ""
+                for w in self.workers:
+                    readiness.assign(w.worker_id, w.lives, rows)
+                if all(w.lives[-1].ready is not None for w in self.workers):
+                    _proven = True  # a worker consumed: the command works
+                    return
+                problem = _unknown_names(rows, self.workers)
+            if time.monotonic() - began >= timeout:
+                self.stop(grace=2)
+                raise _not_ready([w for w in self.workers if w.lives[-1].ready is None],
+                                 time.monotonic() - began, problem)
+            time.sleep(READY_POLL)
 
     def restart_dead(self) -> list[str]:
         """Restart every worker that is not running (what a supervisor does); return their ids."""
@@ -389,3 +435,39 @@ def _settled(reads: Sequence[Callable[[], int | None]]) -> list[int | None]:
             return now
         last = now
     return last
+def _exited(w: WorkerProcess, when: str) -> WorkerStartError:
+    """The start-up error of a worker that exited ``when``."""
+    error = WorkerStartError if _proven else FirstWorkerStartError
+    return error(
+        f"{w.worker_id} exited with code {w.returncode} {when}."
+        f"\n  command: {' '.join(w.argv)}\n  log: {w.log_path}\n"
+        f"  last lines of its log:\n{log_tail(w.log_path)}\n"
+        "Fix: run the command by hand with the CHAOS_* variables from "
+        f"docs/contract.md and look at what it prints ({WORKER_CMD_HOW}).")
+
+
+def _not_ready(waiting: list[WorkerProcess], waited: float, problem: str
+               ) -> WorkerNotReadyError:
+    w = waiting[0]
+    names = ", ".join(x.worker_id for x in waiting)
+    return WorkerNotReadyError(
+        f"{names} did not signal readiness within {waited:.1f} s of starting: no chaos_ready "
+        "row with worker = its CHAOS_WORKER_ID was written after its process started"
+        f"{f' ({problem})' if problem else ''}.\n"
+        f"  command: {' '.join(w.argv)}\n  log: {w.log_path}\n"
+        f"  last lines of its log:\n{log_tail(w.log_path)}\n"
+        "Fix: make the worker insert one row into chaos_ready (worker = CHAOS_WORKER_ID, "
+        "pid) over CHAOS_REPORT_DATABASE_URL once it takes jobs (docs/contract.md, "
+        f"\"Readiness\"); a worker that starts slowly needs a longer {READY_TIMEOUT_HOW}; "
+        "one that cannot signal readiness is declared without the `ready` feature in its "
+        "worker profile (--jobchaos-worker-profile).")
+
+
+def _unknown_names(rows: list[ReadyRow], workers: Sequence[WorkerProcess]) -> str:
+    """Says so when chaos_ready has rows under names no worker of the pool has."""
+    known = {w.worker_id for w in workers}
+    unknown = sorted({r.worker for r in rows} - known)
+    if not unknown:
+        return ""
+    return (f"chaos_ready has rows for {', '.join(map(repr, unknown[:5]))}, which is not the "
+            "CHAOS_WORKER_ID of any worker")

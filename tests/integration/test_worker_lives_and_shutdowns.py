@@ -53,6 +53,7 @@ ONE_CUT = ("scenarios/test_redis_link.py::"
     ("shutdown_drops_job", SHORTER_GRACE, "dropped_on_shutdown"),
     ("shutdown_ignores_grace", SHORTER_GRACE, "slow_shutdown"),
     ("stop_consuming_after_link_error", ONE_CUT, "stalled"),
+    ("exit_on_link_error", ONE_CUT, "exited"),
 ])
 def test_each_worker_bug_is_caught_by_its_scenario(tmp_path: Path, bug: str, scenario: str,
                                                    kind: str):

@@ -14,6 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SILENT_WORKER = f"{sys.executable} {Path(__file__).parent / 'workers' / 'silent_worker.py'}"
+IDLE_WORKER = f"{sys.executable} {Path(__file__).parent / 'workers' / 'idle_worker.py'}"
 
 
 def test_a_run_that_never_reaches_a_verdict_fails_at_teardown(pytester: pytest.Pytester):
@@ -88,9 +89,8 @@ def test_a_failing_scripted_scenario_can_be_shrunk(tmp_path: Path):
 
 
 def test_a_worker_that_never_consumes_fails_once_and_stops_the_session(tmp_path: Path):
-    idle = f"{sys.executable} -c 'import time; time.sleep(1e9)'"
     done = run_pytest("scenarios/test_poison_jobs.py", "scenarios/test_timeout.py",
-                      "scenarios/test_memory.py", f"--jobchaos-worker-cmd={idle}",
+                      "scenarios/test_memory.py", f"--jobchaos-worker-cmd={IDLE_WORKER}",
                       "--jobchaos-probe-cmd=none", artifacts=tmp_path)
     out = done.stdout
     assert done.returncode != 0

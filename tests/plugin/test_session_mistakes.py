@@ -223,3 +223,21 @@ def test_server_that_cannot_start_stops_the_session(pytester: pytest.Pytester):
     _stopped_after_first(result)
     _one_message(result, "creating the system user 'bad user!'", "Fix: create an unprivileged")
     assert seconds < 10
+
+
+def test_worker_that_never_signals_readiness_is_one_message_within_the_ready_timeout(
+        pytester: pytest.Pytester):
+    pytester.makepyfile("\n".join(f"def test_{i}(chaos): chaos.start_workers(2)"
+                                  for i in range(3)))
+    started = time.monotonic()
+    result = pytester.runpytest_subprocess(
+        "-p", "no:xdist", "-p", "no:cacheprovider", "--jobchaos-ready-timeout=2",
+        "--jobchaos-worker-cmd", "python -c \"import time; print('loading'); time.sleep(1e9)\"")
+    seconds = time.monotonic() - started
+    _stopped_after_first(result)
+    _one_message(result, "WorkerNotReadyError: worker-1, worker-2 did not signal readiness "
+                         "within 2.", "no chaos_ready row with worker = its CHAOS_WORKER_ID",
+                 "command: python -c", "worker-1.log", "loading",
+                 "Fix: make the worker insert one row into chaos_ready",
+                 "--jobchaos-ready-timeout")
+    assert seconds < 15

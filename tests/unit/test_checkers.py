@@ -76,7 +76,8 @@ def test_a_correct_run_is_valid_in_every_checker() -> None:
             attempts=3, retried_jobs=1, retry_gaps_judged=1, overlaps_judged=1)),
         "locks": CheckResult("locks", V, (), {"locks_held": 0, "lock_leaked": 0}),
         "workers": CheckResult("workers", V, (), {"workers": 0, "stalled": 0,
-                                                  "dropped_on_shutdown": 0, "slow_shutdown": 0}),
+                                                  "dropped_on_shutdown": 0, "slow_shutdown": 0,
+                                                  "exited": 0, "not_ready": 0}),
         "timeouts": CheckResult("timeouts", V, (), {"durations_judged": 3,
                                                     "durations_unjudged": 0, "overran": 0}),
     }

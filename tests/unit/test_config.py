@@ -21,6 +21,14 @@ def test_defaults():
     assert cfg.pg_user == "jobchaos"
     assert cfg.artifacts_dir == Path("/project/jobchaos-artifacts")
     assert cfg.sources["start_timeout"] == "default"
+    assert cfg.ready_timeout == 30.0
+
+
+def test_ready_timeout_from_env_and_its_bad_value():
+    assert _resolve(env={"JOBCHAOS_READY_TIMEOUT": "2.5"}).ready_timeout == 2.5
+    with pytest.raises(ConfigError, match=r"ready_timeout: '0' .* Fix: set "
+                                          r"--jobchaos-ready-timeout / JOBCHAOS_READY_TIMEOUT"):
+        _resolve(ini={"jobchaos_ready_timeout": "0"})
 
 
 def test_command_line_beats_env_beats_ini():

@@ -33,6 +33,7 @@ from harness.history import (
     sink_message,
     validate_file,
     validate_text,
+    worker_life,
 )
 
 
@@ -68,6 +69,10 @@ def recorded(path: Path) -> Path:
             dead=(contract.Dead("c", "memory"), contract.Dead("d", "gone")),
             locks=(contract.Lock("u", None, "a"), contract.Lock("v", 1.5, None)))))
         rec.observe(lock_held("w", ttl=2.0, job="a", holder="a|worker-1|2", age=0.5))
+        rec.observe(worker_life("worker-1", pid=7, at=0.5, ready=0.9, signalled=5.0, ended=5.1,
+                                code=-15),
+                    worker_life("worker-2", pid=8, at=0.5, ready=1.0, ended=2.0, code=1),
+                    worker_life("worker-2", pid=9, at=2.1))
     return path
 
 

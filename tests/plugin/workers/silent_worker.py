@@ -14,6 +14,7 @@ queue = os.environ["CHAOS_QUEUE"]
 worker = os.environ["CHAOS_WORKER_ID"]
 r = redis.Redis.from_url(os.environ["CHAOS_REDIS_URL"])
 with psycopg.connect(os.environ["CHAOS_DATABASE_URL"], autocommit=True) as db:
+    db.execute("INSERT INTO chaos_ready (worker, pid) VALUES (%s, %s)", (worker, os.getpid()))
     while True:
         item = r.brpop([queue], timeout=1)
         if item is None:
