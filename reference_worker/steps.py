@@ -11,24 +11,23 @@ from __future__ import annotations
 import contextlib
 import os
 import smtplib
-import time
 from collections.abc import Mapping
 from email.message import EmailMessage
 from typing import Any
 
+from harness.kit.steps import LocalSteps
 from reference_worker.bugs import Bugs
 from reference_worker.effects import Channel, EffectsClient
 from reference_worker.log import log
 
 CRASH_EXIT_CODE = 70  # what a ``crash`` step exits with
-PAGE = 4096
 
 
 class StepFailed(Exception):
     """A ``fail`` step: the transient error the contract describes."""
 
 
-class StepRunner:
+class StepRunner(LocalSteps):
     """Runs the steps of one attempt of one job."""
 
     def __init__(self, *, job_id: str, attempt: int, worker: str, effects: Channel,
@@ -61,21 +60,6 @@ class StepRunner:
                 self._smtp.quit()
 
     # -- the vocabulary -----------------------------------------------------------------
-    def step_sleep(self, index: int, step: Mapping[str, Any]) -> None:
-        time.sleep(float(step["seconds"]))
-
-    def step_cpu(self, index: int, step: Mapping[str, Any]) -> None:
-        end = time.monotonic() + float(step["seconds"])
-        while time.monotonic() < end:
-            pass
-
-    def step_alloc(self, index: int, step: Mapping[str, Any]) -> None:
-        size = int(step["mb"]) * 1024 * 1024
-        block = bytearray(size)
-        block[::PAGE] = b"\x01" * len(range(0, size, PAGE))  # touch every page
-        time.sleep(float(step.get("hold") or 0.0))
-        del block
-
     def step_db_write(self, index: int, step: Mapping[str, Any]) -> None:
         assert self._effects is not None, "run() first"
         # Exactly once: the effect row and its dedupe key go in one transaction.

@@ -60,7 +60,27 @@ class StepFailed(Exception):
     """A ``fail`` step: the transient error the contract describes."""
 
 
-class Steps:
+class LocalSteps:
+    """The steps that need no connection (``sleep``, ``cpu``, ``alloc``), as every runner of
+    the contract's steps runs them (the kit's and the reference worker's)."""
+
+    def step_sleep(self, index: int, step: Mapping[str, Any]) -> None:
+        time.sleep(float(step["seconds"]))
+
+    def step_cpu(self, index: int, step: Mapping[str, Any]) -> None:
+        end = time.monotonic() + float(step["seconds"])
+        while time.monotonic() < end:
+            pass
+
+    def step_alloc(self, index: int, step: Mapping[str, Any]) -> None:
+        size = int(step["mb"]) * 1024 * 1024
+        block = bytearray(size)
+        block[::PAGE] = b"\x01" * len(range(0, size, PAGE))  # touch every page
+        time.sleep(float(step.get("hold") or 0.0))
+        del block
+
+
+class Steps(LocalSteps):
     """Runs the steps of one attempt: ``nth`` decides ``fail`` and ``crash``, ``number`` and
     ``attempt_id`` go into the rows and headers."""
 
@@ -91,21 +111,6 @@ class Steps:
                 with contextlib.suppress(smtplib.SMTPException, OSError):
                     self._smtp.quit()
                 self._smtp = None
-
-    def step_sleep(self, index: int, step: Mapping[str, Any]) -> None:
-        time.sleep(float(step["seconds"]))
-
-    def step_cpu(self, index: int, step: Mapping[str, Any]) -> None:
-        end = time.monotonic() + float(step["seconds"])
-        while time.monotonic() < end:
-            pass
-
-    def step_alloc(self, index: int, step: Mapping[str, Any]) -> None:
-        size = int(step["mb"]) * 1024 * 1024
-        block = bytearray(size)
-        block[::PAGE] = b"\x01" * len(range(0, size, PAGE))  # touch every page
-        time.sleep(float(step.get("hold") or 0.0))
-        del block
 
     def step_db_write(self, index: int, step: Mapping[str, Any]) -> None:
         params = {"job": self.job_id, "step": index, "attempt": self.number,
