@@ -192,6 +192,23 @@ class Config:
         given = {"redis": self.redis_url, "postgres": self.database_url, "smtp": self.smtp}
         return tuple(name for name, value in given.items() if value)
 
+    def replay_options(self, seed: int) -> list[str]:
+        """The options that reproduce this session's settings in a replay command."""
+        out = [f"--jobchaos-seed={seed}", f"--jobchaos-profile={self.profile}"]
+        if self.worker_cmd:
+            out.append(f"--jobchaos-worker-cmd={shlex.join(self.worker_cmd)}")
+        if self.probe_cmd:
+            out.append(f"--jobchaos-probe-cmd={shlex.join(self.probe_cmd)}")
+        if self.dispatcher:
+            out.append(f"--jobchaos-dispatcher={self.dispatcher}")
+        if self.worker_bugs:
+            out.append(f"--jobchaos-worker-bugs={self.worker_bugs}")
+        if self.worker_profile:
+            out.append(f"--jobchaos-worker-profile={self.worker_profile.source}")
+        if self.sources.get("ready_timeout", "default") != "default":
+            out.append(f"--jobchaos-ready-timeout={self.ready_timeout:g}")
+        return out
+
 
 def resolve(
     option: Callable[[str], object],

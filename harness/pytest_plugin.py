@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from harness.nemesis.replay import Replay
     from harness.profile import WorkerProfile
     from harness.run import ChaosRun, Profile, RunBuilder
-    from harness.run.world import WorkerSpec
     from harness.services.redis import Persistence
     from harness.services.stack import SinkView, Stack
 
@@ -271,45 +270,6 @@ def jobchaos_profile(jobchaos_config: Config) -> Profile:
     return PROFILES[jobchaos_config.profile]
 
 
-def _worker_spec(cfg: Config) -> WorkerSpec:
-    from harness.dispatching import load, redis_list
-    from harness.profile import DEFAULT_PROFILE
-    from harness.run.world import REFERENCE_PROBE, WorkerSpec
-    from harness.services.workers import REFERENCE_WORKER
-
-    env = {"REFERENCE_WORKER_BUGS": cfg.worker_bugs} if cfg.worker_bugs else {}
-    probe: tuple[str, ...] | None = cfg.probe_cmd or (None if cfg.worker_cmd else REFERENCE_PROBE)
-    if probe == ("none",):
-        probe = None
-    # Imported once already by the preflight check: a wrong name stopped pytest there.
-    dispatcher = redis_list if cfg.dispatcher is None else load(
-        cfg.dispatcher, cfg.sources.get("dispatcher", "default"))
-    profile = cfg.worker_profile or DEFAULT_PROFILE
-    return WorkerSpec(argv=cfg.worker_cmd or REFERENCE_WORKER, probe_argv=probe, env=env,
-                      dispatcher=dispatcher, profile=profile,
-                      wait_ready="ready" in profile.features, ready_timeout=cfg.ready_timeout)
-
-
-def _reproduce(cfg: Config, seed: int) -> list[str]:
-    """The options that reproduce this session's settings in a replay command."""
-    import shlex
-
-    out = [f"--jobchaos-seed={seed}", f"--jobchaos-profile={cfg.profile}"]
-    if cfg.worker_cmd:
-        out.append(f"--jobchaos-worker-cmd={shlex.join(cfg.worker_cmd)}")
-    if cfg.probe_cmd:
-        out.append(f"--jobchaos-probe-cmd={shlex.join(cfg.probe_cmd)}")
-    if cfg.dispatcher:
-        out.append(f"--jobchaos-dispatcher={cfg.dispatcher}")
-    if cfg.worker_bugs:
-        out.append(f"--jobchaos-worker-bugs={cfg.worker_bugs}")
-    if cfg.worker_profile:
-        out.append(f"--jobchaos-worker-profile={cfg.worker_profile.source}")
-    if cfg.sources.get("ready_timeout", "default") != "default":
-        out.append(f"--jobchaos-ready-timeout={cfg.ready_timeout:g}")
-    return out
-
-
 @pytest.fixture
 def jobchaos_runs(
     request: pytest.FixtureRequest,
@@ -321,6 +281,7 @@ def jobchaos_runs(
 ) -> RunBuilder:
     """The builder of this test's scenario runs (used by ``chaos`` and ``chaos_factory``)."""
     from harness.run.builder import RunBuilder
+    from harness.run.world import WorkerSpec
     from harness.services.stack import SinkView
 
     try:
@@ -331,9 +292,9 @@ def jobchaos_runs(
         test=request.node.nodeid, stack=jobchaos_stack,
         links=request.getfixturevalue("jobchaos_fault_links"),
         worker_links=request.getfixturevalue("jobchaos_worker_links"), namespace=jobchaos_namespace,
-        artifacts=jobchaos_artifacts, worker=_worker_spec(jobchaos_config), seed=jobchaos_seed,
+        artifacts=jobchaos_artifacts, worker=WorkerSpec.from_config(jobchaos_config), seed=jobchaos_seed,
         replay=request.config.stash.get(REPLAY_KEY, None),
-        reproduce=_reproduce(jobchaos_config, jobchaos_seed), shrink=jobchaos_config.shrink,
+        reproduce=jobchaos_config.replay_options(jobchaos_seed), shrink=jobchaos_config.shrink,
         own_redis=_own_redis(request))
     request.node.stash[BUILDER_KEY] = builder
     return builder

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.config import Config
 from harness.contract import Connections, Policy
-from harness.dispatching import Dispatcher, redis_list
+from harness.dispatching import Dispatcher, load, redis_list
 from harness.faults.link import FaultLink
 from harness.faults.links import Faults, LinkPool, attempt_all
 from harness.profile import DEFAULT_PROFILE, WorkerProfile
@@ -55,6 +56,22 @@ class WorkerSpec:
     # checked to stay up through its first moments.
     wait_ready: bool = True
     ready_timeout: float = DEFAULT_READY_TIMEOUT  # seconds a process may take to be ready
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> WorkerSpec:
+        """The worker the session's settings name (the reference worker by default)."""
+        probe: tuple[str, ...] | None = cfg.probe_cmd or (
+            None if cfg.worker_cmd else REFERENCE_PROBE)
+        if probe == ("none",):
+            probe = None
+        # Imported once already by the preflight check: a wrong name stopped pytest there.
+        dispatcher = redis_list if cfg.dispatcher is None else load(
+            cfg.dispatcher, cfg.sources.get("dispatcher", "default"))
+        profile = cfg.worker_profile or DEFAULT_PROFILE
+        return cls(argv=cfg.worker_cmd or REFERENCE_WORKER, probe_argv=probe,
+                   env={"REFERENCE_WORKER_BUGS": cfg.worker_bugs} if cfg.worker_bugs else {},
+                   dispatcher=dispatcher, profile=profile,
+                   wait_ready="ready" in profile.features, ready_timeout=cfg.ready_timeout)
 
 
 class World:
