@@ -91,7 +91,7 @@ def run_reference(stack: object, workload: str, workers: int, jobs: int, logdir:
     import redis
 
     from harness.contract import Connections, Policy, db_write, dispatch, job
-    from harness.services.workers import WorkerPool
+    from harness.services.pool import WorkerPool
 
     name, db_url = stack.fresh_database()  # type: ignore[attr-defined]
     conn = Connections(stack.fresh_redis_url(), db_url, stack.smtp.host,  # type: ignore[attr-defined]

@@ -33,7 +33,7 @@ from harness.run.policy import SCENARIO_POLICY, RunPolicy
 from harness.run.watchdog import Watchdog
 from harness.run.workload import Workload
 from harness.run.world import World
-from harness.services.workers import WorkerPool
+from harness.services.pool import WorkerPool
 
 
 class ChaosRun:

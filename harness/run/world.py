@@ -28,9 +28,10 @@ from harness.faults.link import FaultLink
 from harness.faults.links import Faults, LinkPool, attempt_all
 from harness.profile import DEFAULT_PROFILE, WorkerProfile
 from harness.run.supervisor import Supervisor
+from harness.services.pool import WorkerPool
 from harness.services.readiness import ReadyRows
 from harness.services.smtp import SinkMessage
-from harness.services.workers import REFERENCE_WORKER, WorkerPool, WorkerProcess
+from harness.services.workers import REFERENCE_WORKER, WorkerProcess
 
 REFERENCE_PROBE = (REFERENCE_WORKER[0], "-m", "reference_worker.probe")
 DEFAULT_READY_TIMEOUT = 30.0  # seconds; the ready_timeout setting

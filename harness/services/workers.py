@@ -1,11 +1,12 @@
-"""A pool of worker processes configured only through the contract's env vars.
+"""One worker process under test (:class:`WorkerProcess`), and its lives.
 
 The harness kills, stops and restarts workers the way production does (SIGKILL for a crash or
 the OOM killer, SIGTERM for a deploy, a supervisor restarting what died), so each worker is a
 real process started through :mod:`harness.procs`, in a cgroup of its own where one can be made
 (:mod:`harness.services.cgroups`): a kill reaches every process it started, also those that
 left its process group, and a memory limit holds whatever the worker does, as a container's
-would. Without a cgroup, a kill reaches the descendants captured at that moment.
+would. Without a cgroup, a kill reaches the descendants captured at that moment. Workers are
+started and stopped together by :class:`harness.services.pool.WorkerPool`.
 """
 
 from __future__ import annotations
@@ -16,39 +17,36 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Final, Literal, Self
 
 import psutil
 
 from harness import procs
-from harness.contract import Connections, Policy, worker_env
 from harness.errors import JobchaosError, WorkerCommandError
-from harness.services import cgroups, readiness
-from harness.services.base import log_tail
+from harness.services import cgroups
 from harness.services.cgroups import MIB, Cgroup, CgroupError, Hierarchy
-from harness.services.readiness import ReadyRow
 
 REFERENCE_WORKER = (sys.executable, "-m", "reference_worker")
 
 
 WORKER_CMD_HOW = "--jobchaos-worker-cmd / JOBCHAOS_WORKER_CMD / ini jobchaos_worker_cmd"
-READY_TIMEOUT_HOW = ("--jobchaos-ready-timeout / JOBCHAOS_READY_TIMEOUT / ini "
-                     "jobchaos_ready_timeout")
-READY_POLL = 0.05  # seconds between looks at chaos_ready while waiting
 PROVEN_AFTER = 3.0  # seconds a worker must have run before the command counts as working
 # Memory a worker process may grow by after it settled (buffers, a thread's stack), on top of
 # its settled usage and the policy's per-job limit, before the harness's limit bites.
 HEADROOM: Final = 16 * MIB
-SETTLE_SAMPLE: Final = 0.1  # seconds between two reads of a settling worker's memory
-SETTLE_TIMEOUT: Final = 5.0  # the longest the harness waits for a worker's memory to settle
 DETECT: Final = "detect"  # a worker's cgroups go where :func:`cgroups.hierarchy` finds
 # A worker of this process signalled readiness, or (not waited for) ran PROVEN_AFTER s: the
 # command itself works.
 _proven = False
+
+
+def mark_command_proven() -> None:
+    """A worker of this process signalled readiness: the command itself works."""
+    global _proven
+    _proven = True
 
 
 def worker_command_proven() -> bool:
@@ -302,172 +300,3 @@ class WorkerProcess:
         """Kill what is left of the old process and start a new one (a supervisor's restart)."""
         self.kill()
         return self.start()
-
-
-class WorkerPool:
-    """``size`` workers named ``worker-1``..``worker-N`` running ``argv``, all with ``conn``
-    or each with its own (``conn`` a sequence of ``size``: e.g. each through its own links);
-    ``report_database_url``: the direct database URL for their reports (default: their own);
-    ``hierarchy``: where their cgroups go (None: no cgroups; default: where one can)."""
-
-    def __init__(self, conn: Connections | Sequence[Connections], policy: Policy, *,
-                 size: int = 2,
-                 argv: Sequence[str] = REFERENCE_WORKER, logdir: Path,
-                 extra_env: Mapping[str, str] | None = None,
-                 startup_check: float = 0.5,
-                 report_database_url: str | None = None,
-                 hierarchy: Hierarchy | Literal["detect"] | None = DETECT) -> None:
-        if size < 1:
-            raise ValueError("a worker pool needs at least one worker")
-        base = dict(os.environ)
-        base.update(extra_env or {})
-        self.startup_check = startup_check
-        conns = [conn] * size if isinstance(conn, Connections) else list(conn)
-        if len(conns) != size:
-            raise ValueError(f"{len(conns)} connections given for {size} workers")
-        self.workers = [
-            WorkerProcess(f"worker-{i}", argv,
-                          {**base, **worker_env(c, policy, f"worker-{i}",
-                                                 report_database_url=report_database_url)},
-                          logdir / f"worker-{i}.log", hierarchy=hierarchy)
-            for i, c in enumerate(conns, start=1)
-        ]
-
-    def __getitem__(self, index: int) -> WorkerProcess:
-        return self.workers[index]
-
-    def __len__(self) -> int:
-        return len(self.workers)
-
-    def start(self) -> Self:
-        """Start every worker; fail with its log if one exits within ``startup_check`` s."""
-        try:
-            for w in self.workers:
-                w.start()
-        except WorkerCommandError:
-            self.stop(grace=2)
-            raise
-        deadline = time.monotonic() + self.startup_check
-        while time.monotonic() < deadline:
-            for w in self.workers:
-                if not w.running():
-                    self.stop(grace=2)
-                    raise _exited(w, "right after it started")
-            time.sleep(0.02)
-        return self
-
-    def impose_memory_limits(self, mb: int) -> list[int | None]:
-        """Limit each worker's cgroup to its settled memory plus ``mb`` MiB (and
-        :data:`HEADROOM`): see :meth:`WorkerProcess.impose_memory_limit`. Settled: two reads
-        :data:`SETTLE_SAMPLE` s apart differ by less than 1 MiB (or :data:`SETTLE_TIMEOUT`
-        passed). Returns each limit in bytes (None: not imposed)."""
-        baselines = _settled([w.memory_usage for w in self.workers])
-        return [w.impose_memory_limit(mb, baseline=b) if b is not None else None
-                for w, b in zip(self.workers, baselines, strict=True)]
-    def wait_ready(self, read: Callable[[], list[ReadyRow]], timeout: float) -> None:
-        """Wait until every worker's current process has signalled readiness (``read``: the
-        ``chaos_ready`` rows so far). A worker that exits first is a start-up error; after
-        ``timeout`` s, :class:`WorkerNotReadyError` names those not ready, with their logs.
-        Either way the pool is stopped before raising."""
-        global _proven
-        began = time.monotonic()
-        problem = ""
-        while True:
-            for w in self.workers:
-                if w.returncode is not None:  # not running(): its age proves nothing here
-                    self.stop(grace=2)
-                    raise _exited(w, f"{time.monotonic() - began:.1f} s after it started, "
-                                     "before it was ready")
-            try:
-                rows = read()
-            except Exception as exc:  # the database restarting: look again
-                problem = f"reading chaos_ready failed: {type(exc).__name__}: {exc}"
-            else:
-                problem = ""
-                for w in self.workers:
-                    readiness.assign(w.worker_id, w.lives, rows)
-                if all(w.lives[-1].ready is not None for w in self.workers):
-                    _proven = True  # a worker consumed: the command works
-                    return
-                problem = _unknown_names(rows, self.workers)
-            if time.monotonic() - began >= timeout:
-                self.stop(grace=2)
-                raise _not_ready([w for w in self.workers if w.lives[-1].ready is None],
-                                 time.monotonic() - began, problem)
-            time.sleep(READY_POLL)
-
-    def restart_dead(self) -> list[str]:
-        """Restart every worker that is not running (what a supervisor does); return their ids."""
-        restarted = []
-        for w in self.workers:
-            if not w.running():
-                w.restart()
-                restarted.append(w.worker_id)
-        return restarted
-
-    def stop(self, grace: float = 10.0) -> None:
-        """Warm-stop every worker (SIGTERM to all first, so they drain in parallel)."""
-        for w in self.workers:
-            w.resume()  # a paused worker cannot act on SIGTERM
-            w.signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for w in self.workers:
-            w.stop(grace=max(0.1, deadline - time.monotonic()), signalled=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
-
-def _settled(reads: Sequence[Callable[[], int | None]]) -> list[int | None]:
-    """The values of ``reads`` once none moved by 1 MiB between two reads (or at the
-    deadline)."""
-    last = [read() for read in reads]
-    deadline = time.monotonic() + SETTLE_TIMEOUT
-    while any(v is not None for v in last) and time.monotonic() < deadline:
-        time.sleep(SETTLE_SAMPLE)
-        now = [read() for read in reads]
-        if all(a is None or b is None or abs(b - a) < MIB for a, b in zip(last, now,
-                                                                          strict=True)):
-            return now
-        last = now
-    return last
-def _exited(w: WorkerProcess, when: str) -> WorkerStartError:
-    """The start-up error of a worker that exited ``when``."""
-    error = WorkerStartError if _proven else FirstWorkerStartError
-    return error(
-        f"{w.worker_id} exited with code {w.returncode} {when}."
-        f"\n  command: {' '.join(w.argv)}\n  log: {w.log_path}\n"
-        f"  last lines of its log:\n{log_tail(w.log_path)}\n"
-        "Fix: run the command by hand with the CHAOS_* variables from "
-        f"docs/contract.md and look at what it prints ({WORKER_CMD_HOW}).")
-
-
-def _not_ready(waiting: list[WorkerProcess], waited: float, problem: str
-               ) -> WorkerNotReadyError:
-    w = waiting[0]
-    names = ", ".join(x.worker_id for x in waiting)
-    return WorkerNotReadyError(
-        f"{names} did not signal readiness within {waited:.1f} s of starting: no chaos_ready "
-        "row with worker = its CHAOS_WORKER_ID was written after its process started"
-        f"{f' ({problem})' if problem else ''}.\n"
-        f"  command: {' '.join(w.argv)}\n  log: {w.log_path}\n"
-        f"  last lines of its log:\n{log_tail(w.log_path)}\n"
-        "Fix: make the worker insert one row into chaos_ready (worker = CHAOS_WORKER_ID, "
-        "pid) over CHAOS_REPORT_DATABASE_URL once it takes jobs (docs/contract.md, "
-        f"\"Readiness\"); a worker that starts slowly needs a longer {READY_TIMEOUT_HOW}; "
-        "one that cannot signal readiness is declared without the `ready` feature in its "
-        "worker profile (--jobchaos-worker-profile).")
-
-
-def _unknown_names(rows: list[ReadyRow], workers: Sequence[WorkerProcess]) -> str:
-    """Says so when chaos_ready has rows under names no worker of the pool has."""
-    known = {w.worker_id for w in workers}
-    unknown = sorted({r.worker for r in rows} - known)
-    if not unknown:
-        return ""
-    return (f"chaos_ready has rows for {', '.join(map(repr, unknown[:5]))}, which is not the "
-            "CHAOS_WORKER_ID of any worker")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from harness.contract import crash, db_write, email, fail, job, sleep
-from harness.services.workers import WorkerPool
+from harness.services.pool import WorkerPool
 from reference_worker.testing import bugs_env, policy, run_probe, seconds, send, wait_until
 
 

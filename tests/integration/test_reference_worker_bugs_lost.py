@@ -12,7 +12,7 @@ import time
 
 from harness.contract import alloc, db_write, email, fail, job, sleep
 from harness.services.base import free_port
-from harness.services.workers import WorkerPool
+from harness.services.pool import WorkerPool
 from reference_worker.testing import Tables, bugs_env, policy, run_probe, send, wait_until, where
 
 

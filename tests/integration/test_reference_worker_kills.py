@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from harness.contract import alloc, cpu, db_write, job, sleep
-from harness.services.workers import WorkerPool
+from harness.services.pool import WorkerPool
 from reference_worker.memory import CGROUP_PREFIX, cgroup_available, memory_cgroup_dir
 from reference_worker.testing import policy, run_probe, send, wait_until
 

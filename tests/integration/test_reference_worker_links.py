@@ -17,7 +17,7 @@ import pytest
 import harness.services.base
 from harness.contract import db_write, email, job, sleep
 from harness.services.base import free_port
-from harness.services.workers import WorkerPool
+from harness.services.pool import WorkerPool
 from reference_worker.testing import policy, send, wait_until
 
 

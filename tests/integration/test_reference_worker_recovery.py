@@ -15,7 +15,7 @@ import psutil
 import redis
 
 from harness.contract import db_write, email, fail, job, sleep
-from harness.services.workers import WorkerPool
+from harness.services.pool import WorkerPool
 from reference_worker.memory import CGROUP_PREFIX, memory_cgroup_dir
 from reference_worker.testing import Tables, policy, run_probe, seconds, send, wait_until, where
 

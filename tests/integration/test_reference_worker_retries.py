@@ -12,7 +12,7 @@ import sys
 import time
 
 from harness.contract import BACKOFF_JITTER, crash, db_write, email, fail, job, sleep, worker_env
-from harness.services.workers import WorkerPool
+from harness.services.pool import WorkerPool
 from reference_worker.bugs import BUGS
 from reference_worker.testing import Tables, policy, run_probe, seconds, send, wait_until, where
 

@@ -35,7 +35,7 @@ from harness.contract import (
     worker_env,
 )
 from harness.kit import Kit
-from harness.services.workers import WorkerPool
+from harness.services.pool import WorkerPool
 from reference_worker.testing import Tables, wait_until
 from tests.workers.thirdparty import tinyq
 from tests.workers.thirdparty.probe import read

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.collectors import life_observations
-from harness.services.workers import WorkerPool
+from harness.services.pool import WorkerPool
 from reference_worker.testing import policy, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

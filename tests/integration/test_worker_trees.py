@@ -20,7 +20,8 @@ import pytest
 from harness.contract import Connections, alloc, db_write, job, sleep
 from harness.services import cgroups
 from harness.services.cgroups import Hierarchy
-from harness.services.workers import HEADROOM, REFERENCE_WORKER, WorkerPool
+from harness.services.pool import WorkerPool
+from harness.services.workers import HEADROOM, REFERENCE_WORKER
 from reference_worker.testing import Tables, policy, send, wait_until
 
 HORSE = (sys.executable, str(Path(__file__).parent / "workers" / "horse_worker.py"))
