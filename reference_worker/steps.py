@@ -9,7 +9,6 @@ at once with no cleanup, as a segfault or ``exit()`` in a job would.
 from __future__ import annotations
 
 import contextlib
-import os
 import smtplib
 from collections.abc import Mapping
 from email.message import EmailMessage
@@ -20,12 +19,6 @@ from reference_worker.bugs import Bugs
 from reference_worker.effects import Channel, EffectsClient
 from reference_worker.log import log
 
-CRASH_EXIT_CODE = 70  # what a ``crash`` step exits with
-
-
-class StepFailed(Exception):
-    """A ``fail`` step: the transient error the contract describes."""
-
 
 class StepRunner(LocalSteps):
     """Runs the steps of one attempt of one job."""
@@ -35,6 +28,7 @@ class StepRunner(LocalSteps):
                  attempt_id: int | None = None) -> None:
         self.job_id = job_id
         self.attempt = attempt
+        self.nth = attempt  # the reference worker counts every attempt
         self.attempt_id = attempt_id
         self.worker = worker
         self.channel = effects
@@ -113,11 +107,3 @@ class StepRunner(LocalSteps):
                 return
             raise
 
-    def step_fail(self, index: int, step: Mapping[str, Any]) -> None:
-        times = step.get("times")
-        if times is None or self.attempt <= int(times):
-            raise StepFailed(f"step {index}: fail on attempt {self.attempt} (times={times})")
-
-    def step_crash(self, index: int, step: Mapping[str, Any]) -> None:
-        if self.attempt <= int(step.get("times", 1)):
-            os._exit(CRASH_EXIT_CODE)

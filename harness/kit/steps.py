@@ -61,8 +61,11 @@ class StepFailed(Exception):
 
 
 class LocalSteps:
-    """The steps that need no connection (``sleep``, ``cpu``, ``alloc``), as every runner of
-    the contract's steps runs them (the kit's and the reference worker's)."""
+    """The steps that need no connection (``sleep``, ``cpu``, ``alloc``, ``fail``, ``crash``),
+    as every runner of the contract's steps runs them (the kit's and the reference worker's).
+    ``fail`` and ``crash`` go by :attr:`nth`."""
+
+    nth: int  # how many attempts of the job have run, this one included
 
     def step_sleep(self, index: int, step: Mapping[str, Any]) -> None:
         time.sleep(float(step["seconds"]))
@@ -78,6 +81,15 @@ class LocalSteps:
         block[::PAGE] = b"\x01" * len(range(0, size, PAGE))  # touch every page
         time.sleep(float(step.get("hold") or 0.0))
         del block
+
+    def step_fail(self, index: int, step: Mapping[str, Any]) -> None:
+        times = step.get("times")
+        if times is None or self.nth <= int(times):
+            raise StepFailed(f"step {index}: fail on attempt {self.nth} (times={times})")
+
+    def step_crash(self, index: int, step: Mapping[str, Any]) -> None:
+        if self.nth <= int(step.get("times", 1)):
+            os._exit(CRASH_EXIT_CODE)
 
 
 class Steps(LocalSteps):
@@ -128,15 +140,6 @@ class Steps(LocalSteps):
         self._send(index)
         if self.effects == "once":
             self._with_kit_table(lambda conn: conn.execute(RECORD_EMAIL, key))
-
-    def step_fail(self, index: int, step: Mapping[str, Any]) -> None:
-        times = step.get("times")
-        if times is None or self.nth <= int(times):
-            raise StepFailed(f"step {index}: fail on attempt {self.nth} (times={times})")
-
-    def step_crash(self, index: int, step: Mapping[str, Any]) -> None:
-        if self.nth <= int(step.get("times", 1)):
-            os._exit(CRASH_EXIT_CODE)
 
     def _send(self, index: int) -> None:
         msg = EmailMessage()
