@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from email.message import EmailMessage
 from typing import Any, Final, Literal, get_args
 
 # -- env vars the harness sets for every worker process (and the probe) ---------------------
@@ -161,6 +162,24 @@ def fail(times: int | None = None) -> dict[str, Any]:
 def crash(times: int = 1) -> dict[str, Any]:
     """Hard process exit (no cleanup, no hooks) on the first ``times`` attempts."""
     return {"op": "crash", "times": times}
+
+
+def email_message(job_id: str, step: int, *, attempt: int, attempt_id: int | None,
+                  sender: str) -> EmailMessage:
+    """The message an ``email`` step sends: tagged ``X-Chaos-Job`` and ``X-Chaos-Step`` (what
+    the harness attributes it by), ``X-Chaos-Attempt`` and, when known, ``X-Chaos-Attempt-Id``
+    (which attempt sent it)."""
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = "sink@jobchaos.invalid"
+    msg["Subject"] = f"chaos job {job_id} step {step}"
+    msg["X-Chaos-Job"] = job_id
+    msg["X-Chaos-Step"] = str(step)
+    msg["X-Chaos-Attempt"] = str(attempt)
+    if attempt_id is not None:
+        msg["X-Chaos-Attempt-Id"] = str(attempt_id)
+    msg.set_content(f"job {job_id}, step {step}, attempt {attempt}\n")
+    return msg
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 import smtplib
 from collections.abc import Mapping
-from email.message import EmailMessage
 from typing import Any
 
+from harness.contract import email_message
 from harness.kit.steps import LocalSteps
 from reference_worker.bugs import Bugs
 from reference_worker.effects import Channel, EffectsClient
@@ -84,16 +84,8 @@ class StepRunner(LocalSteps):
             self._effects.record_email(index)
 
     def _send_email(self, index: int) -> None:
-        msg = EmailMessage()
-        msg["From"] = f"{self.worker}@reference-worker.invalid"
-        msg["To"] = "sink@jobchaos.invalid"
-        msg["Subject"] = f"chaos job {self.job_id} step {index}"
-        msg["X-Chaos-Job"] = self.job_id
-        msg["X-Chaos-Step"] = str(index)
-        msg["X-Chaos-Attempt"] = str(self.attempt)
-        if self.attempt_id is not None:
-            msg["X-Chaos-Attempt-Id"] = str(self.attempt_id)
-        msg.set_content(f"job {self.job_id}, step {index}, attempt {self.attempt}\n")
+        msg = email_message(self.job_id, index, attempt=self.attempt, attempt_id=self.attempt_id,
+                            sender=f"{self.worker}@reference-worker.invalid")
         try:
             if self._smtp is None:
                 self._smtp = smtplib.SMTP(self.smtp_host, self.smtp_port, timeout=self.io_timeout)

@@ -21,11 +21,11 @@ import os
 import smtplib
 import time
 from collections.abc import Callable, Mapping
-from email.message import EmailMessage
 from typing import Any, Literal, TypeVar
 
 import psycopg
 
+from harness.contract import email_message
 from harness.kit.links import Connection
 
 T = TypeVar("T")
@@ -142,14 +142,8 @@ class Steps(LocalSteps):
             self._with_kit_table(lambda conn: conn.execute(RECORD_EMAIL, key))
 
     def _send(self, index: int) -> None:
-        msg = EmailMessage()
-        msg["From"] = f"{self.worker}@jobchaos-kit.invalid"
-        msg["To"] = "sink@jobchaos.invalid"
-        msg["Subject"] = f"chaos job {self.job_id} step {index}"
-        msg["X-Chaos-Job"] = self.job_id
-        msg["X-Chaos-Step"] = str(index)
-        msg["X-Chaos-Attempt"] = str(self.number)
-        msg.set_content(f"job {self.job_id}, step {index}, attempt {self.number}\n")
+        msg = email_message(self.job_id, index, attempt=self.number, attempt_id=self.attempt_id,
+                            sender=f"{self.worker}@jobchaos-kit.invalid")
         try:
             if self._smtp is None:
                 self._smtp = smtplib.SMTP(self.smtp_host, self.smtp_port, timeout=self.io_timeout)
